@@ -1,0 +1,155 @@
+//! OpenID Connect discovery (OpenID Connect Discovery 1.0 §4, RFC 8414 §3).
+//!
+//! One GET and an issuer check; the crate for it would bring a large dependency
+//! tree for these few lines. The `issuer` in the answer must equal the one asked
+//! for exactly, and every endpoint must pass [`super::check_endpoint`].
+
+use http::header::ACCEPT;
+use http::{Method, Request, Response};
+use serde::{Deserialize, Serialize};
+
+/// The part of the provider metadata authkeep uses.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    /// The issuer identifier.
+    pub issuer: String,
+    /// The token endpoint.
+    pub token_endpoint: String,
+    /// The authorization endpoint, for interactive logins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_endpoint: Option<String>,
+    /// The device authorization endpoint (RFC 8628).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_authorization_endpoint: Option<String>,
+    /// The revocation endpoint (RFC 7009).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_endpoint: Option<String>,
+}
+
+/// The discovery document's URL for an issuer: the issuer without a trailing slash,
+/// then `/.well-known/openid-configuration`.
+pub fn url(issuer: &str) -> String {
+    format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    )
+}
+
+/// Builds the discovery request.
+pub fn request(issuer: &str) -> Result<Request<Vec<u8>>, String> {
+    Request::builder()
+        .method(Method::GET)
+        .uri(url(issuer))
+        .header(ACCEPT, "application/json")
+        .body(Vec::new())
+        .map_err(|e| format!("invalid issuer URL {issuer:?}: {e}"))
+}
+
+/// Why discovery failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DiscoveryError {
+    /// Worth retrying: a 5xx, 429, or an unreadable answer.
+    Transient(String),
+    /// The issuer or its metadata is wrong: retrying will not help.
+    Invalid(String),
+}
+
+/// Interprets the discovery answer for `issuer`.
+pub fn parse(
+    issuer: &str,
+    response: &Response<Vec<u8>>,
+    allow_insecure_http: bool,
+) -> Result<Metadata, DiscoveryError> {
+    let status = response.status();
+    if status.is_server_error() || matches!(status.as_u16(), 408 | 429) {
+        return Err(DiscoveryError::Transient(format!(
+            "discovery at {} answered HTTP {status}",
+            url(issuer)
+        )));
+    }
+    if !status.is_success() {
+        return Err(DiscoveryError::Invalid(format!(
+            "discovery at {} answered HTTP {status}; check --issuer",
+            url(issuer)
+        )));
+    }
+    let metadata: Metadata = serde_json::from_slice(response.body()).map_err(|_| {
+        DiscoveryError::Transient(format!(
+            "discovery at {} returned no usable provider metadata",
+            url(issuer)
+        ))
+    })?;
+    if metadata.issuer != issuer {
+        return Err(DiscoveryError::Invalid(format!(
+            "the provider at {} says its issuer is {:?}, not {issuer:?}; use exactly its issuer",
+            url(issuer),
+            metadata.issuer
+        )));
+    }
+    super::check_endpoint(&metadata.token_endpoint, allow_insecure_http)
+        .map_err(DiscoveryError::Invalid)?;
+    Ok(metadata)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, body: &str) -> Response<Vec<u8>> {
+        Response::builder()
+            .status(status)
+            .body(body.as_bytes().to_vec())
+            .unwrap()
+    }
+
+    #[test]
+    fn url_strips_one_trailing_slash() {
+        assert_eq!(
+            url("https://idp.example/realms/x/"),
+            "https://idp.example/realms/x/.well-known/openid-configuration"
+        );
+        assert_eq!(
+            url("https://idp.example"),
+            "https://idp.example/.well-known/openid-configuration"
+        );
+    }
+
+    #[test]
+    fn issuer_must_match_exactly() {
+        let body =
+            r#"{"issuer":"https://idp.example/","token_endpoint":"https://idp.example/token"}"#;
+        assert!(matches!(
+            parse("https://idp.example", &answer(200, body), false),
+            Err(DiscoveryError::Invalid(_))
+        ));
+        let m = parse("https://idp.example/", &answer(200, body), false).unwrap();
+        assert_eq!(m.token_endpoint, "https://idp.example/token");
+    }
+
+    #[test]
+    fn plain_http_token_endpoint_is_refused_off_loopback() {
+        let body =
+            r#"{"issuer":"https://idp.example","token_endpoint":"http://idp.example/token"}"#;
+        assert!(matches!(
+            parse("https://idp.example", &answer(200, body), false),
+            Err(DiscoveryError::Invalid(_))
+        ));
+        assert!(parse("https://idp.example", &answer(200, body), true).is_ok());
+    }
+
+    #[test]
+    fn failures_are_told_apart() {
+        assert!(matches!(
+            parse("https://i", &answer(503, ""), false),
+            Err(DiscoveryError::Transient(_))
+        ));
+        assert!(matches!(
+            parse("https://i", &answer(200, "<html>"), false),
+            Err(DiscoveryError::Transient(_))
+        ));
+        assert!(matches!(
+            parse("https://i", &answer(404, ""), false),
+            Err(DiscoveryError::Invalid(_))
+        ));
+    }
+}

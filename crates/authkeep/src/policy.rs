@@ -1,0 +1,527 @@
+//! The refresh decision: a pure function of the record, the policy, the caller's
+//! demand and `now` (DESIGN.md §2). It does no I/O and reads no clock; the
+//! coordinator acts on the decision and reports its reason.
+
+use jiff::{SignedDuration, Timestamp};
+
+use crate::session::Record;
+use crate::token::{ExpirySource, TokenSet};
+
+/// How early to refresh, and how long tokens without an expiry may live.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Policy {
+    /// Ceiling of the refresh window (default 5 minutes, no upper limit).
+    pub threshold: SignedDuration,
+    /// The window as a share of the token's lifetime (default 0.5).
+    pub fraction: f64,
+    /// Refresh a token whose provider gives no expiry once it is this old.
+    pub max_age: Option<SignedDuration>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            threshold: SignedDuration::from_mins(5),
+            fraction: 0.5,
+            max_age: None,
+        }
+    }
+}
+
+/// What one caller asks for.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Demand {
+    /// The token handed out must stay valid at least this long.
+    pub min_valid: Option<SignedDuration>,
+    /// Refresh now, whatever the expiry says.
+    pub force: bool,
+}
+
+/// Why a refresh is due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefreshReason {
+    /// The access token is missing or empty.
+    NoAccessToken,
+    /// Inside the refresh window.
+    NearExpiry,
+    /// Inside the window the caller's `min_valid` asks for.
+    MinValid,
+    /// Expired.
+    Expired,
+    /// The expiry was never learned.
+    UnknownExpiry,
+    /// The provider gives no expiry and the configured maximum age has passed.
+    MaxAge,
+    /// The caller forced it.
+    Forced,
+}
+
+/// Why the stored token is handed out as it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UseReason {
+    /// Valid and outside the refresh window.
+    Valid,
+    /// Inside the window, or of unknown expiry, but the session cannot renew itself.
+    CannotRenew,
+    /// The provider gives no expiry; used until a server rejects it.
+    NoExpiryFromProvider,
+    /// Obtained from the provider moments ago; its lifetime is shorter than the
+    /// caller's `min_valid`, and refreshing again would not help.
+    ShorterThanAsked,
+    /// A refresh is due but the last failure asked us to wait until this instant.
+    BackingOff(Timestamp),
+}
+
+/// Why a new login is needed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoginReason {
+    /// No record, or a record without tokens.
+    NoSession,
+    /// The access token expired and the session cannot renew itself.
+    ExpiredCannotRenew,
+    /// The refresh token itself has expired.
+    RefreshTokenExpired,
+}
+
+/// What to do for one request for a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Hand out the stored token without any network request.
+    UseStored(UseReason),
+    /// Refresh; `fallback` says whether the stored token may be served if the
+    /// refresh fails transiently (it is still valid).
+    Refresh {
+        /// Why.
+        reason: RefreshReason,
+        /// Whether the stored token is still valid to fall back on.
+        fallback: bool,
+    },
+    /// No usable token and no way to renew: log in.
+    RequireLogin(LoginReason),
+}
+
+impl Policy {
+    /// The refresh window for a token of this lifetime:
+    /// `min(threshold, lifetime × fraction)`, or the threshold when the lifetime is
+    /// unknown.
+    pub fn window(&self, lifetime: Option<SignedDuration>) -> SignedDuration {
+        match lifetime {
+            Some(lifetime) => {
+                let share =
+                    SignedDuration::try_from_secs_f64(lifetime.as_secs_f64() * self.fraction)
+                        .unwrap_or(self.threshold);
+                share.min(self.threshold)
+            }
+            None => self.threshold,
+        }
+    }
+
+    /// Decides what to do for `demand` given `record` at `now`.
+    pub fn decide(&self, record: Option<&Record>, demand: Demand, now: Timestamp) -> Decision {
+        let Some(record) = record else {
+            return Decision::RequireLogin(LoginReason::NoSession);
+        };
+        let Some(tokens) = record.tokens.as_ref() else {
+            return Decision::RequireLogin(LoginReason::NoSession);
+        };
+        let refresh_alive =
+            record.can_renew() && !tokens.refresh_expires_at.is_some_and(|at| now >= at);
+        let decision = self.decide_tokens(tokens, record.can_renew(), refresh_alive, demand, now);
+        // A recorded back-off postpones a refresh the stored token can cover; once
+        // the token has expired (fallback false) the next call tries again.
+        match (decision, record.health.next_attempt_at) {
+            (
+                Decision::Refresh {
+                    fallback: true,
+                    reason,
+                },
+                Some(until),
+            ) if now < until && reason != RefreshReason::Forced => {
+                Decision::UseStored(UseReason::BackingOff(until))
+            }
+            _ => decision,
+        }
+    }
+
+    fn decide_tokens(
+        &self,
+        tokens: &TokenSet,
+        can_renew: bool,
+        refresh_alive: bool,
+        demand: Demand,
+        now: Timestamp,
+    ) -> Decision {
+        let refresh_or_login = |reason, fallback, otherwise| {
+            if refresh_alive {
+                Decision::Refresh { reason, fallback }
+            } else if can_renew && !fallback {
+                Decision::RequireLogin(LoginReason::RefreshTokenExpired)
+            } else {
+                otherwise
+            }
+        };
+        if tokens.access_token.is_empty() {
+            return refresh_or_login(
+                RefreshReason::NoAccessToken,
+                false,
+                Decision::RequireLogin(LoginReason::NoSession),
+            );
+        }
+        if tokens.is_expired(now) {
+            return refresh_or_login(
+                RefreshReason::Expired,
+                false,
+                Decision::RequireLogin(LoginReason::ExpiredCannotRenew),
+            );
+        }
+        let cannot_renew = Decision::UseStored(UseReason::CannotRenew);
+        if demand.force {
+            return refresh_or_login(RefreshReason::Forced, true, cannot_renew);
+        }
+        let Some(expires_at) = tokens.expires_at else {
+            return match tokens.expiry_source {
+                ExpirySource::ProviderGivesNone => {
+                    let too_old = self
+                        .max_age
+                        .is_some_and(|age| now >= tokens.obtained_at + age);
+                    if too_old {
+                        refresh_or_login(RefreshReason::MaxAge, true, cannot_renew)
+                    } else {
+                        Decision::UseStored(UseReason::NoExpiryFromProvider)
+                    }
+                }
+                _ => refresh_or_login(RefreshReason::UnknownExpiry, true, cannot_renew),
+            };
+        };
+        let lifetime = tokens.lifetime();
+        let window = self.window(lifetime);
+        if now < expires_at - window {
+            let Some(min_valid) = demand.min_valid.filter(|m| *m > window) else {
+                return Decision::UseStored(UseReason::Valid);
+            };
+            if now < expires_at - min_valid {
+                return Decision::UseStored(UseReason::Valid);
+            }
+            // Only `min_valid` asks for a refresh. A token the provider issued
+            // moments ago (within a tenth of its lifetime) would come back no
+            // longer: serve it and say so, rather than refresh in a loop.
+            let fresh = tokens.origin.from_provider()
+                && lifetime.is_some_and(|l| now < tokens.obtained_at + l / 10);
+            if fresh {
+                return Decision::UseStored(UseReason::ShorterThanAsked);
+            }
+            return refresh_or_login(RefreshReason::MinValid, true, cannot_renew);
+        }
+        refresh_or_login(RefreshReason::NearExpiry, true, cannot_renew)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::{AccessToken, RefreshToken};
+    use crate::session::{Client, Health};
+    use crate::token::Origin;
+
+    const NOW: &str = "2026-06-01T12:00:00Z";
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn now() -> Timestamp {
+        ts(NOW)
+    }
+
+    fn secs(n: i64) -> SignedDuration {
+        SignedDuration::from_secs(n)
+    }
+
+    /// A record whose access token was issued `age` ago and expires `left` from now.
+    fn record(access: &str, left: Option<i64>, lifetime: i64, refresh: bool) -> Record {
+        let expires_at = left.map(|l| now() + secs(l));
+        let issued_at = expires_at.map(|e| e - secs(lifetime));
+        Record {
+            client: Some(Client {
+                issuer: "https://idp.example".into(),
+                client_id: "c".into(),
+                ..Default::default()
+            }),
+            tokens: Some(TokenSet {
+                access_token: AccessToken::new(access),
+                token_type: "Bearer".into(),
+                refresh_token: refresh.then(|| RefreshToken::new("rt")),
+                scope: None,
+                id_token: None,
+                expires_at,
+                issued_at,
+                refresh_expires_at: None,
+                expiry_source: if left.is_some() {
+                    ExpirySource::ExpiresIn
+                } else {
+                    ExpirySource::Unknown
+                },
+                obtained_at: issued_at.unwrap_or(now() - secs(3600)),
+                origin: Origin::Import,
+            }),
+            health: Health::default(),
+            clock_skew_secs: None,
+        }
+    }
+
+    fn decide(record: &Record) -> Decision {
+        Policy::default().decide(Some(record), Demand::default(), now())
+    }
+
+    use Decision::*;
+
+    #[test]
+    fn decision_table_row_by_row() {
+        // Lifetime 3600 s: window = min(300 s, 1800 s) = 300 s.
+        let rows: Vec<(&str, Record, Decision)> = vec![
+            (
+                "empty access, refresh",
+                record("", Some(1000), 3600, true),
+                Refresh {
+                    reason: RefreshReason::NoAccessToken,
+                    fallback: false,
+                },
+            ),
+            (
+                "empty access, no refresh",
+                record("", Some(1000), 3600, false),
+                RequireLogin(LoginReason::NoSession),
+            ),
+            (
+                "outside window, refresh",
+                record("at", Some(301), 3600, true),
+                UseStored(UseReason::Valid),
+            ),
+            (
+                "outside window, no refresh",
+                record("at", Some(301), 3600, false),
+                UseStored(UseReason::Valid),
+            ),
+            (
+                "inside window, refresh",
+                record("at", Some(300), 3600, true),
+                Refresh {
+                    reason: RefreshReason::NearExpiry,
+                    fallback: true,
+                },
+            ),
+            (
+                "inside window, no refresh",
+                record("at", Some(1), 3600, false),
+                UseStored(UseReason::CannotRenew),
+            ),
+            (
+                "expired at the instant, refresh",
+                record("at", Some(0), 3600, true),
+                Refresh {
+                    reason: RefreshReason::Expired,
+                    fallback: false,
+                },
+            ),
+            (
+                "expired, no refresh",
+                record("at", Some(-10), 3600, false),
+                RequireLogin(LoginReason::ExpiredCannotRenew),
+            ),
+            (
+                "unknown expiry, refresh",
+                record("at", None, 3600, true),
+                Refresh {
+                    reason: RefreshReason::UnknownExpiry,
+                    fallback: true,
+                },
+            ),
+            (
+                "unknown expiry, no refresh",
+                record("at", None, 3600, false),
+                UseStored(UseReason::CannotRenew),
+            ),
+        ];
+        for (name, rec, expected) in rows {
+            assert_eq!(decide(&rec), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn boundaries_of_the_window_and_of_expiry() {
+        // Exactly at expires_at − window: inside (refresh); one second earlier: outside.
+        assert!(matches!(
+            decide(&record("at", Some(300), 3600, true)),
+            Refresh { .. }
+        ));
+        assert_eq!(
+            decide(&record("at", Some(301), 3600, true)),
+            UseStored(UseReason::Valid)
+        );
+        // Exactly at expires_at: expired, no fallback.
+        assert_eq!(
+            decide(&record("at", Some(0), 3600, true)),
+            Refresh {
+                reason: RefreshReason::Expired,
+                fallback: false
+            }
+        );
+        assert_eq!(
+            decide(&record("at", Some(1), 3600, true)),
+            Refresh {
+                reason: RefreshReason::NearExpiry,
+                fallback: true
+            }
+        );
+    }
+
+    #[test]
+    fn window_is_min_of_threshold_and_share_of_lifetime() {
+        let policy = Policy::default();
+        assert_eq!(policy.window(Some(secs(3600))), secs(300));
+        assert_eq!(policy.window(Some(secs(120))), secs(60));
+        assert_eq!(policy.window(None), secs(300));
+        let long = Policy {
+            threshold: SignedDuration::from_hours(48),
+            ..Policy::default()
+        };
+        assert_eq!(
+            long.window(Some(SignedDuration::from_hours(240))),
+            SignedDuration::from_hours(48)
+        );
+        // Short token: lifetime 120 s → window 60 s.
+        assert_eq!(
+            decide(&record("at", Some(61), 120, true)),
+            UseStored(UseReason::Valid)
+        );
+        assert!(matches!(
+            decide(&record("at", Some(60), 120, true)),
+            Refresh { .. }
+        ));
+    }
+
+    #[test]
+    fn no_record_or_ended_session_requires_login() {
+        assert_eq!(
+            Policy::default().decide(None, Demand::default(), now()),
+            RequireLogin(LoginReason::NoSession)
+        );
+        let mut ended = record("at", Some(1000), 3600, true);
+        ended.tokens = None;
+        assert_eq!(decide(&ended), RequireLogin(LoginReason::NoSession));
+    }
+
+    #[test]
+    fn min_valid_widens_the_window() {
+        let rec = record("at", Some(600), 3600, true);
+        let demand = Demand {
+            min_valid: Some(SignedDuration::from_mins(10)),
+            force: false,
+        };
+        assert_eq!(
+            Policy::default().decide(Some(&rec), demand, now()),
+            Refresh {
+                reason: RefreshReason::MinValid,
+                fallback: true
+            }
+        );
+        let demand = Demand {
+            min_valid: Some(secs(599)),
+            force: false,
+        };
+        assert_eq!(
+            Policy::default().decide(Some(&rec), demand, now()),
+            UseStored(UseReason::Valid)
+        );
+    }
+
+    #[test]
+    fn a_token_just_obtained_is_not_refreshed_again_for_min_valid() {
+        // Provider lifetime 15 minutes, obtained 30 s ago, caller asks for 20 minutes.
+        let mut rec = record("at", Some(870), 900, true);
+        let tokens = rec.tokens.as_mut().unwrap();
+        tokens.origin = Origin::Refresh;
+        let demand = Demand {
+            min_valid: Some(SignedDuration::from_mins(20)),
+            force: false,
+        };
+        assert_eq!(
+            Policy::default().decide(Some(&rec), demand, now()),
+            UseStored(UseReason::ShorterThanAsked)
+        );
+        // An import of the same age gets no such exemption.
+        rec.tokens.as_mut().unwrap().origin = Origin::Import;
+        assert_eq!(
+            Policy::default().decide(Some(&rec), demand, now()),
+            Refresh {
+                reason: RefreshReason::MinValid,
+                fallback: true
+            }
+        );
+    }
+
+    #[test]
+    fn force_refreshes_a_valid_token_and_ignores_back_off() {
+        let mut rec = record("at", Some(3000), 3600, true);
+        rec.health.next_attempt_at = Some(now() + secs(60));
+        let demand = Demand {
+            force: true,
+            ..Demand::default()
+        };
+        assert_eq!(
+            Policy::default().decide(Some(&rec), demand, now()),
+            Refresh {
+                reason: RefreshReason::Forced,
+                fallback: true
+            }
+        );
+    }
+
+    #[test]
+    fn back_off_postpones_only_while_the_token_is_valid() {
+        let mut rec = record("at", Some(100), 3600, true);
+        let until = now() + secs(30);
+        rec.health.next_attempt_at = Some(until);
+        assert_eq!(decide(&rec), UseStored(UseReason::BackingOff(until)));
+        rec.health.next_attempt_at = Some(now());
+        assert!(matches!(decide(&rec), Refresh { .. }));
+        let mut expired = record("at", Some(-1), 3600, true);
+        expired.health.next_attempt_at = Some(now() + secs(30));
+        assert_eq!(
+            decide(&expired),
+            Refresh {
+                reason: RefreshReason::Expired,
+                fallback: false
+            }
+        );
+    }
+
+    #[test]
+    fn expired_refresh_token_means_login_without_a_doomed_attempt() {
+        let mut rec = record("at", Some(-1), 3600, true);
+        rec.tokens.as_mut().unwrap().refresh_expires_at = Some(now() - secs(1));
+        assert_eq!(decide(&rec), RequireLogin(LoginReason::RefreshTokenExpired));
+        // Still valid access token inside the window: serve it.
+        let mut rec = record("at", Some(10), 3600, true);
+        rec.tokens.as_mut().unwrap().refresh_expires_at = Some(now());
+        assert_eq!(decide(&rec), UseStored(UseReason::CannotRenew));
+    }
+
+    #[test]
+    fn provider_without_expiry_is_not_refreshed_on_every_call() {
+        let mut rec = record("at", None, 3600, true);
+        rec.tokens.as_mut().unwrap().expiry_source = ExpirySource::ProviderGivesNone;
+        assert_eq!(decide(&rec), UseStored(UseReason::NoExpiryFromProvider));
+        let policy = Policy {
+            max_age: Some(SignedDuration::from_mins(30)),
+            ..Policy::default()
+        };
+        assert_eq!(
+            policy.decide(Some(&rec), Demand::default(), now()),
+            Refresh {
+                reason: RefreshReason::MaxAge,
+                fallback: true
+            }
+        );
+    }
+}

@@ -1,0 +1,233 @@
+//! What a store keeps for one session: who the client is, the current token set,
+//! and the session's health (last success, last failure, next allowed attempt).
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::error::FailureClass;
+use crate::secret::ClientSecret;
+use crate::token::TokenSet;
+
+/// A session's name: a CLI profile or a backend's account id.
+///
+/// Names are `[A-Za-z0-9._-]{1,64}` and never a path (`.` and `..` are refused), so
+/// they can name files safely.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionKey(String);
+
+impl SessionKey {
+    /// Validates a session name.
+    pub fn new(name: &str) -> Result<Self, InvalidSessionKey> {
+        let valid_chars = name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if (1..=64).contains(&name.len()) && valid_chars && !name.bytes().all(|b| b == b'.') {
+            Ok(Self(name.to_owned()))
+        } else {
+            Err(InvalidSessionKey(name.chars().take(80).collect()))
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for SessionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A session name that is not `[A-Za-z0-9._-]{1,64}`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid profile name {0:?}: use 1 to 64 of A-Z a-z 0-9 . _ - (not a path)")]
+pub struct InvalidSessionKey(String);
+
+/// How the client authenticates at the token endpoint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// A public client: `client_id` in the body, no secret.
+    #[default]
+    None,
+    /// HTTP Basic with the form-encoded id and secret (RFC 6749 §2.3.1).
+    ClientSecretBasic,
+    /// `client_id` and `client_secret` in the body.
+    ClientSecretPost,
+}
+
+/// The client a session belongs to.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Client {
+    /// The issuer URL, as given at login (discovery checks it exactly).
+    pub issuer: String,
+    /// The OAuth client id.
+    pub client_id: String,
+    /// The client secret of a confidential client.
+    pub client_secret: Option<ClientSecret>,
+    /// How the secret is presented.
+    pub auth: ClientAuth,
+    /// The scope asked for at login, if any.
+    pub scope: Option<String>,
+    /// A token endpoint given explicitly, for providers without discovery.
+    pub token_endpoint: Option<String>,
+}
+
+/// One recorded failure.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    /// Its class.
+    pub class: FailureClass,
+    /// A one-line description that never contains a secret.
+    pub message: String,
+    /// When it happened.
+    pub at: Timestamp,
+}
+
+/// A session's health, kept in the record and shown by `status`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    /// The last successful refresh or login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success_at: Option<Timestamp>,
+    /// The last failure, cleared by a success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<Failure>,
+    /// Failures since the last success.
+    #[serde(default)]
+    pub consecutive_failures: u32,
+    /// No refresh is attempted before this instant while a valid token is held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<Timestamp>,
+}
+
+impl Health {
+    /// Records a success: clears the last error and any back-off.
+    pub fn record_success(&mut self, at: Timestamp) {
+        *self = Health {
+            last_success_at: Some(at),
+            ..Health::default()
+        };
+    }
+
+    /// Records a failure and when the next attempt is allowed: 30 s (with ±10 %
+    /// jitter) doubling with each consecutive failure up to 15 minutes, at least
+    /// until `retry_after`, and never past `valid_until` (the stored token's
+    /// expiry), so that once the token has expired the next call tries again.
+    pub fn record_failure(
+        &mut self,
+        failure: Failure,
+        retry_after: Option<Timestamp>,
+        valid_until: Option<Timestamp>,
+    ) {
+        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+        let doublings = self.consecutive_failures.saturating_sub(1).min(5);
+        let base = (30.0 * f64::from(1u32 << doublings)).min(900.0);
+        let jittered = base * (0.9 + 0.2 * fastrand::f64());
+        let mut next = failure.at + jiff::SignedDuration::from_secs_f64(jittered);
+        if let Some(at) = retry_after {
+            next = next.max(at);
+        }
+        if let Some(until) = valid_until {
+            next = next.min(until);
+        }
+        self.next_attempt_at = Some(crate::token::truncate(next));
+        self.last_error = Some(failure);
+    }
+}
+
+/// Everything a store keeps for one session.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Record {
+    /// The client; absent only in records written by other tools.
+    pub client: Option<Client>,
+    /// The current tokens; `None` once the session has ended (or never began).
+    pub tokens: Option<TokenSet>,
+    /// Health and back-off.
+    pub health: Health,
+    /// The issuer's clock minus ours, in seconds, when it was found to differ by
+    /// more than a minute.
+    pub clock_skew_secs: Option<i64>,
+}
+
+impl Record {
+    /// Whether the session can renew itself: it holds a refresh token.
+    pub fn can_renew(&self) -> bool {
+        self.tokens
+            .as_ref()
+            .is_some_and(|t| t.refresh_token.is_some())
+            && self.client.is_some()
+    }
+}
+
+/// A record as loaded, with the generation number that a compare-and-swap checks.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Versioned {
+    /// Incremented by every write.
+    pub generation: u64,
+    /// The record.
+    pub record: Record,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(at: Timestamp) -> Failure {
+        Failure {
+            class: FailureClass::Transient,
+            message: "HTTP 503".into(),
+            at,
+        }
+    }
+
+    #[test]
+    fn back_off_grows_honours_retry_after_and_stops_at_expiry() {
+        let at: Timestamp = "2026-06-01T12:00:00Z".parse().unwrap();
+        let mut health = Health::default();
+        health.record_failure(failure(at), None, None);
+        let first = health.next_attempt_at.unwrap().duration_since(at).as_secs();
+        assert!((27..=33).contains(&first), "{first}");
+        health.record_failure(failure(at), None, None);
+        let second = health.next_attempt_at.unwrap().duration_since(at).as_secs();
+        assert!((54..=66).contains(&second), "{second}");
+        let retry = at + jiff::SignedDuration::from_secs(600);
+        health.record_failure(failure(at), Some(retry), None);
+        assert_eq!(health.next_attempt_at, Some(retry));
+        let expiry = at + jiff::SignedDuration::from_secs(10);
+        health.record_failure(failure(at), Some(retry), Some(expiry));
+        assert_eq!(health.next_attempt_at, Some(expiry));
+        assert_eq!(health.consecutive_failures, 4);
+        health.record_success(at);
+        assert_eq!(
+            health,
+            Health {
+                last_success_at: Some(at),
+                ..Health::default()
+            }
+        );
+    }
+
+    #[test]
+    fn session_names_are_never_paths() {
+        for ok in ["default", "work.prod", "a_b-c", "x", &"a".repeat(64)] {
+            assert!(SessionKey::new(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "...",
+            "a/b",
+            "../x",
+            "a b",
+            "é",
+            &"a".repeat(65),
+            "a\\b",
+        ] {
+            assert!(SessionKey::new(bad).is_err(), "{bad}");
+        }
+    }
+}
