@@ -781,6 +781,31 @@ impl<S: Store> Keeper<S> {
     }
 }
 
+impl Keeper<crate::store::FileStore> {
+    /// Step 1 alone, synchronously: the answer when it needs no network (the
+    /// stored token, or "log in"), or `None` when a refresh is due. A one-shot
+    /// command calls this before it sets up an async runtime at all.
+    pub fn token_without_network(
+        &self,
+        key: &SessionKey,
+        demand: Demand,
+    ) -> Option<Result<Served, Error>> {
+        let now = self.clock.now();
+        let loaded = match self.store.load_blocking(key) {
+            Ok(loaded) => loaded,
+            Err(e) => return Some(Err(e.into())),
+        };
+        let decision = self
+            .settings
+            .policy
+            .decide(loaded.as_ref().map(|v| &v.record), demand, now);
+        match decision {
+            Decision::Refresh { .. } => None,
+            decision => Some(self.conclude(key, loaded.as_ref(), decision, now)),
+        }
+    }
+}
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct CachedMetadata {
     fetched_at: Timestamp,

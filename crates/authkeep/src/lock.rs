@@ -121,7 +121,17 @@ pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 /// Creates `dir` (and parents) private to its owner (0700), and tightens it if it
 /// already exists with a broader mode.
 pub fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
-    std::fs::create_dir_all(dir).map_err(StoreError::io("creating directory", dir))?;
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        // Every directory created on the way is private, not just the last.
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .map_err(StoreError::io("creating directory", dir))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;

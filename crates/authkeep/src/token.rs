@@ -129,6 +129,35 @@ pub struct TokenResponse {
 }
 
 impl TokenResponse {
+    /// Reads the fields of a token response or an import record leniently:
+    /// numbers or numeric strings for durations, RFC 3339 or Unix seconds for
+    /// instants (`expires_at`, or `access_token_expires_at` / `expiry` as other
+    /// tools write it), empty strings as absent.
+    pub fn from_fields(fields: &serde_json::Map<String, serde_json::Value>) -> Self {
+        let text = |name: &str| {
+            fields
+                .get(name)
+                .and_then(serde_json::Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        let instant = |name: &str| fields.get(name).and_then(parse_instant);
+        Self {
+            access_token: AccessToken::new(text("access_token").unwrap_or_default()),
+            token_type: text("token_type"),
+            expires_in: fields.get("expires_in").and_then(numeric_seconds),
+            refresh_token: text("refresh_token").map(RefreshToken::new),
+            scope: text("scope"),
+            id_token: text("id_token").map(IdToken::new),
+            refresh_expires_in: fields.get("refresh_expires_in").and_then(numeric_seconds),
+            expires_at: instant("expires_at")
+                .or_else(|| instant("access_token_expires_at"))
+                .or_else(|| instant("expiry")),
+            issued_at: instant("issued_at"),
+            refresh_expires_at: instant("refresh_expires_at"),
+        }
+    }
+
     /// Turns a response into a token set, inferring expiry as DESIGN.md §2 says.
     /// `at` is the instant the request was sent (or the import instant); `skew` is
     /// the issuer's clock minus ours, applied to the JWT's absolute claims.

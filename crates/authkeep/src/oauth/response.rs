@@ -12,8 +12,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::{Map, Value};
 
 use crate::error::FailureClass;
-use crate::secret::{AccessToken, IdToken, RefreshToken};
-use crate::token::{TokenResponse, numeric_seconds};
+use crate::token::TokenResponse;
 
 /// Why a token request failed, as far as the answer tells.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,30 +110,15 @@ pub fn parse_token_response(
             describe_body(headers, response.body()),
         ));
     };
-    let text = |name: &str| {
-        fields
-            .get(name)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-    };
-    let Some(access_token) = text("access_token") else {
+    let response = TokenResponse::from_fields(&fields);
+    if response.access_token.is_empty() {
         return Err(failure(
             FailureClass::Transient,
             None,
             "the answer has no access_token".into(),
         ));
-    };
-    Ok(TokenResponse {
-        access_token: AccessToken::new(access_token),
-        token_type: text("token_type"),
-        expires_in: fields.get("expires_in").and_then(numeric_seconds),
-        refresh_token: text("refresh_token").map(RefreshToken::new),
-        scope: text("scope"),
-        id_token: text("id_token").map(IdToken::new),
-        refresh_expires_in: fields.get("refresh_expires_in").and_then(numeric_seconds),
-        ..TokenResponse::default()
-    })
+    }
+    Ok(response)
 }
 
 /// The class of an OAuth error code (DESIGN.md §1.5). Only `invalid_grant` that

@@ -1,0 +1,306 @@
+//! `authkeep demo`: watch authkeep keep a session alive against a development
+//! identity provider started in-process, in a temporary home, for about a minute.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, anyhow};
+use authkeep::keeper::human_signed;
+use authkeep::token::Origin;
+use authkeep::{Client, Demand, Event, FileStore, Keeper, SessionKey, Settings, TokenResponse};
+use authkeep_devidp::{Config, DevIdp, FaultKind, Faults, SessionRequest};
+use jiff::{SignedDuration, Timestamp};
+
+use crate::names::parse_duration;
+use crate::printer;
+
+/// Watch authkeep keep a session alive for about a minute against a development
+/// identity provider it starts itself (short token lifetimes, rotating refresh
+/// tokens, reuse detection): tokens served from the store without network, refresh
+/// ahead of expiry with the rotated refresh token saved, eight concurrent callers
+/// sharing one refresh, an outage ridden out, and a count of requests made and
+/// avoided. Needs nothing but a free loopback port; leaves nothing behind.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// How long to run.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    duration: SignedDuration,
+    /// Lifetime of the provider's access tokens.
+    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = parse_duration)]
+    access_ttl: SignedDuration,
+}
+
+/// What the events of one step said.
+#[derive(Default)]
+struct Seen {
+    refreshed: Option<bool>,
+    failed: Option<String>,
+    served_after_failure: bool,
+    backing_off: bool,
+}
+
+/// Runs the command.
+pub fn run(args: Args) -> Result<()> {
+    let duration = Duration::try_from(args.duration).unwrap_or_default();
+    let ttl = Duration::try_from(args.access_ttl).unwrap_or_default();
+    if ttl < Duration::from_secs(4) {
+        return Err(crate::exit::usage("--access-ttl must be at least 4s"));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(demo(duration, ttl))
+}
+
+async fn demo(duration: Duration, ttl: Duration) -> Result<()> {
+    let home = tempfile::Builder::new()
+        .prefix("authkeep-demo-")
+        .tempdir()
+        .context("cannot create a temporary home")?;
+    let config = Config {
+        access_ttl: ttl,
+        ..Config::default()
+    };
+    let idp = DevIdp::start(SocketAddr::from(([127, 0, 0, 1], 0)), config)
+        .await
+        .context("cannot start the development identity provider on 127.0.0.1")?;
+    let issuer = idp.issuer();
+
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let sink_seen = seen.clone();
+    let settings = Settings {
+        discovery_cache_dir: Some(home.path().join("cache")),
+        ..Settings::default()
+    };
+    let window = settings.policy.window(Some(SignedDuration::try_from(ttl)?));
+    let keeper = Arc::new(
+        Keeper::new(FileStore::new(home.path().join("sessions")), settings).with_events(Arc::new(
+            move |event| {
+                let mut seen = sink_seen.lock().unwrap_or_else(|p| p.into_inner());
+                match event {
+                    Event::Refreshed { rotated, .. } => seen.refreshed = Some(*rotated),
+                    Event::RefreshFailed { message, .. } => seen.failed = Some(message.clone()),
+                    Event::ServedStoredAfterFailure { .. } => seen.served_after_failure = true,
+                    Event::ServedWithoutRefresh { .. } => seen.backing_off = true,
+                    _ => {}
+                }
+            },
+        )),
+    );
+    let key = SessionKey::new("demo").map_err(|e| anyhow!(e))?;
+
+    say(&format!(
+        "authkeep demo: keeping one session alive for {} against a development identity provider",
+        human(duration)
+    ));
+    say(&format!(
+        "  provider  {issuer} (access tokens live {}; refresh tokens rotate; reusing one revokes the grant)",
+        human(ttl)
+    ));
+    say(&format!(
+        "  store     {} (a temporary home, removed at the end)",
+        home.path().display()
+    ));
+    say(&format!(
+        "  policy    refresh when less than min(5m, 50% of the lifetime) = {} remains",
+        human_signed(window)
+    ));
+    say("");
+
+    let started = Instant::now();
+    let response = idp.create_session(&SessionRequest::default());
+    let fields = response
+        .as_object()
+        .ok_or_else(|| anyhow!("the provider returned no token response"))?;
+    let client = Client {
+        issuer: issuer.clone(),
+        client_id: authkeep_devidp::DEFAULT_CLIENT_ID.into(),
+        ..Client::default()
+    };
+    keeper
+        .store_login(
+            &key,
+            client,
+            TokenResponse::from_fields(fields),
+            Origin::Login,
+        )
+        .await?;
+    step(
+        started,
+        "login    session stored (0600 file); it holds a refresh token, so it can renew itself",
+    );
+
+    let tick = (ttl / 10).clamp(Duration::from_millis(500), Duration::from_secs(2));
+    let (mut calls, mut from_store, mut race_done, mut outage) = (0u64, 0u64, false, 0u8);
+    while started.elapsed() < duration {
+        tokio::time::sleep(tick).await;
+        let elapsed = started.elapsed();
+        let stored = keeper
+            .store()
+            .load_blocking(&key)?
+            .and_then(|v| v.record.tokens);
+        let old_refresh = stored.as_ref().and_then(|t| t.refresh_token.clone());
+        let left = stored
+            .as_ref()
+            .and_then(|t| t.expires_at)
+            .map(|at| at.duration_since(Timestamp::now()));
+        let in_window = left.is_some_and(|l| l <= window);
+
+        // Once, the second time the token nears expiry: eight callers at once.
+        if in_window && !race_done && elapsed > ttl {
+            race_done = true;
+            let before = idp.counters().token_requests_for("refresh_token");
+            let mut tasks = tokio::task::JoinSet::new();
+            for _ in 0..8 {
+                let (keeper, key) = (keeper.clone(), key.clone());
+                tasks.spawn(async move { keeper.token(&key, Demand::default()).await });
+            }
+            while let Some(result) = tasks.join_next().await {
+                result.context("a demo task failed")??;
+            }
+            calls += 8;
+            let sent = idp.counters().token_requests_for("refresh_token") - before;
+            from_store += 8 - sent;
+            step(
+                started,
+                &format!(
+                    "race     8 callers at once inside the window -> {sent} refresh request; the others used its result"
+                ),
+            );
+            take(&seen);
+            continue;
+        }
+        // Once, later: the provider goes down while the token is still valid.
+        if in_window && race_done && outage == 0 && elapsed > ttl * 2 {
+            outage = 1;
+            idp.set_faults(Faults {
+                fraction: 1.0,
+                kind: Some(FaultKind::Status {
+                    status: 503,
+                    retry_after: None,
+                    body: None,
+                }),
+                ..Faults::default()
+            });
+        }
+
+        let served = keeper.token(&key, Demand::default()).await?;
+        calls += 1;
+        let events = take(&seen);
+        let remaining = served
+            .expires_at
+            .map(|at| human_signed(at.duration_since(Timestamp::now())))
+            .unwrap_or_default();
+        if let Some(rotated) = events.refreshed {
+            let old_active = old_refresh
+                .as_ref()
+                .is_some_and(|rt| idp.is_active(rt.expose_secret()));
+            step(
+                started,
+                &format!(
+                    "refresh  {} left, inside the window -> refreshed ahead of expiry; new token valid {remaining}{}{}",
+                    left.map(human_signed).unwrap_or_default(),
+                    if rotated {
+                        "; rotated refresh token saved before use"
+                    } else {
+                        ""
+                    },
+                    if old_active {
+                        ""
+                    } else {
+                        "; the old refresh token is now rejected by the provider"
+                    },
+                ),
+            );
+            if outage == 1 {
+                outage = 2;
+                step(
+                    started,
+                    "recover  the provider is back: refreshed, and the session never ended",
+                );
+            }
+        } else if let Some(failure) = events.failed {
+            step(
+                started,
+                &format!(
+                    "outage   refresh failed ({failure}) -> kept the session, served the stored token ({remaining} left); retry by expiry at the latest"
+                ),
+            );
+            idp.set_faults(Faults::default());
+        } else if events.backing_off || events.served_after_failure {
+            from_store += 1;
+            step(
+                started,
+                &format!(
+                    "wait     served the stored token ({remaining} left) while backing off after the failure; no request"
+                ),
+            );
+        } else {
+            from_store += 1;
+            step(
+                started,
+                &format!(
+                    "token    served from the store, {remaining} left - no network (no DNS, no HTTP client, no request)"
+                ),
+            );
+        }
+    }
+
+    let counters = idp.counters();
+    let refreshes = counters.token_requests_for("refresh_token");
+    let final_token = keeper.token(&key, Demand::default()).await?;
+    let accepted = idp.is_active(final_token.access_token.expose_secret());
+    say("");
+    say("summary");
+    say(&format!("  token requests by the application   {calls}"));
+    say(&format!(
+        "  served from the store, no network   {from_store}"
+    ));
+    say(&format!(
+        "  refresh requests sent               {refreshes} (ok {}, failed {})",
+        counters.outcome("refresh_token", "ok"),
+        refreshes - counters.outcome("refresh_token", "ok")
+    ));
+    say(&format!(
+        "  network requests avoided            {}",
+        calls.saturating_sub(refreshes)
+    ));
+    say(&format!(
+        "  grants revoked by reuse detection   {}",
+        counters.grants_revoked
+    ));
+    say(&format!(
+        "  session alive at the end            {}",
+        if accepted {
+            "yes: the provider accepts the current token"
+        } else {
+            "NO"
+        }
+    ));
+    idp.shutdown().await;
+    if !accepted {
+        return Err(anyhow!("the demo session did not survive; this is a bug"));
+    }
+    Ok(())
+}
+
+fn take(seen: &Mutex<Seen>) -> Seen {
+    std::mem::take(&mut *seen.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
+fn say(line: &str) {
+    printer::out(line);
+}
+
+fn step(started: Instant, line: &str) {
+    printer::out(&format!(
+        "[{:>5.1}s] {line}",
+        started.elapsed().as_secs_f64()
+    ));
+}
+
+fn human(d: Duration) -> String {
+    authkeep::keeper::human(d)
+}

@@ -1,0 +1,241 @@
+//! `authkeep login`: store a session imported from a token response or record.
+//!
+//! Secrets are read from files, the environment or stdin, never from argv.
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, anyhow};
+use authkeep::keeper::human_signed;
+use authkeep::oauth::check_endpoint;
+use authkeep::token::format_instant;
+use authkeep::{Client, ClientAuth, ClientSecret, Error, StoreError, TokenResponse};
+use serde_json::Value;
+
+use crate::config::{self, session_key};
+use crate::exit::usage;
+use crate::names::{ENV_CLIENT_SECRET, NetworkArgs, PolicyArgs, ProfileArg};
+use crate::printer::{self, Level};
+
+/// Store a session for a profile by importing an OAuth token response (RFC 6749
+/// §5.1 JSON: access_token, token_type, expires_in, refresh_token, scope, id_token,
+/// refresh_expires_in) or a JSON record carrying expires_at (RFC 3339 or Unix
+/// seconds).
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    profile: ProfileArg,
+    /// The provider's issuer URL (https, or http on loopback).
+    #[arg(long, value_name = "URL")]
+    issuer: String,
+    /// The OAuth client id.
+    #[arg(long, value_name = "ID")]
+    client_id: String,
+    /// A file holding the client secret of a confidential client ("-" for stdin).
+    /// The secret may also come from AUTHKEEP_CLIENT_SECRET; never from a flag value.
+    #[arg(long, value_name = "PATH")]
+    client_secret_file: Option<PathBuf>,
+    /// How the client secret is presented to the token endpoint.
+    #[arg(long, value_enum, default_value_t = AuthMethod::Basic)]
+    client_auth: AuthMethod,
+    /// Scope asked for (repeat for several).
+    #[arg(long, value_name = "SCOPE")]
+    scope: Vec<String>,
+    /// The token endpoint, for providers without OpenID Connect discovery.
+    #[arg(long, value_name = "URL")]
+    token_endpoint: Option<String>,
+    /// The JSON to import: a file, or "-" for stdin.
+    #[arg(long, value_name = "FILE|-")]
+    from_json: PathBuf,
+    /// Print what was stored as JSON (never a token).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    network: NetworkArgs,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum AuthMethod {
+    /// HTTP Basic (client_secret_basic).
+    Basic,
+    /// In the request body (client_secret_post).
+    Post,
+}
+
+/// Runs the command.
+pub fn run(args: Args, level: Level) -> Result<()> {
+    let key = session_key(&args.profile.profile)?;
+    let insecure = args.network.insecure_allow_http;
+    check_endpoint(&args.issuer, insecure).map_err(usage)?;
+    if let Some(endpoint) = &args.token_endpoint {
+        check_endpoint(endpoint, insecure).map_err(usage)?;
+    }
+    let secret = client_secret(args.client_secret_file.as_deref(), &args.from_json)?;
+    let response = parse_import(&read_input(&args.from_json)?, &args.from_json)?;
+    let client = Client {
+        issuer: args.issuer,
+        client_id: args.client_id,
+        auth: match (&secret, args.client_auth) {
+            (None, _) => ClientAuth::None,
+            (Some(_), AuthMethod::Basic) => ClientAuth::ClientSecretBasic,
+            (Some(_), AuthMethod::Post) => ClientAuth::ClientSecretPost,
+        },
+        client_secret: secret,
+        scope: (!args.scope.is_empty()).then(|| args.scope.join(" ")),
+        token_endpoint: args.token_endpoint,
+    };
+    let keeper = config::keeper(&PolicyArgs::default(), &args.network)?;
+    let stored = crate::runtime()?
+        .block_on(keeper.store_login(&key, client, response, authkeep::token::Origin::Import))
+        .map_err(|e| match e {
+            Error::Store(StoreError::Corrupt { .. }) => anyhow!(
+                "{e}; run `authkeep logout --profile {key}` to move it aside, then log in again"
+            ),
+            other => other.into(),
+        })?;
+    let now = keeper.now();
+    let record = &stored.record;
+    let tokens = record.tokens.as_ref();
+    let expires_at = tokens.and_then(|t| t.expires_at);
+    let can_renew = record.can_renew();
+    let issuer = record
+        .client
+        .as_ref()
+        .map(|c| c.issuer.as_str())
+        .unwrap_or_default();
+    if args.json {
+        printer::json(&serde_json::json!({
+            "profile": key.as_str(),
+            "issuer": issuer,
+            "expires_at": expires_at.map(format_instant),
+            "can_renew": can_renew,
+        }));
+    }
+    let validity = match expires_at {
+        Some(at) if now >= at => format!("access token already expired at {}", format_instant(at)),
+        Some(at) => format!(
+            "access token valid until {} ({} left)",
+            format_instant(at),
+            human_signed(at.duration_since(now))
+        ),
+        None => "access token expiry unknown".to_owned(),
+    };
+    printer::status(
+        level,
+        Level::Normal,
+        &format!("{key}: session stored for {issuer}; {validity}"),
+    );
+    if !can_renew {
+        printer::status(
+            level,
+            Level::Normal,
+            &format!(
+                "{key}: this session cannot renew itself (no refresh token); log in again when the access token expires"
+            ),
+        );
+    }
+    Ok(())
+}
+
+fn read_input(source: &Path) -> Result<Vec<u8>> {
+    if source == Path::new("-") {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .context("cannot read the token JSON from stdin")?;
+        Ok(bytes)
+    } else {
+        std::fs::read(source).with_context(|| format!("cannot read {}", source.display()))
+    }
+}
+
+fn client_secret(file: Option<&Path>, from_json: &Path) -> Result<Option<ClientSecret>> {
+    let text = match file {
+        Some(path) if path == Path::new("-") => {
+            if from_json == Path::new("-") {
+                return Err(usage(
+                    "--client-secret-file - and --from-json - cannot both read stdin",
+                ));
+            }
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("cannot read the client secret from stdin")?;
+            text
+        }
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the client secret file {}", path.display()))?,
+        None => match std::env::var(ENV_CLIENT_SECRET) {
+            Ok(text) => text,
+            Err(_) => return Ok(None),
+        },
+    };
+    let secret = text.trim_end_matches(['\r', '\n']);
+    if secret.is_empty() {
+        return Err(usage("the client secret is empty"));
+    }
+    Ok(Some(ClientSecret::new(secret)))
+}
+
+/// Reads a token response or record leniently. Errors never quote the input.
+fn parse_import(bytes: &[u8], source: &Path) -> Result<TokenResponse> {
+    let name = source.display();
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        usage(format!(
+            "{name} is not valid JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    let Value::Object(map) = value else {
+        return Err(usage(format!(
+            "{name} must hold a JSON object with access_token or refresh_token"
+        )));
+    };
+    let response = TokenResponse::from_fields(&map);
+    if response.access_token.is_empty() && response.refresh_token.is_none() {
+        return Err(usage(format!(
+            "{name} holds neither an access_token nor a refresh_token"
+        )));
+    }
+    if map.get("expires_at").is_some_and(|v| !v.is_null()) && response.expires_at.is_none() {
+        return Err(usage(format!(
+            "{name}: expires_at is neither an RFC 3339 time nor Unix seconds"
+        )));
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn import_errors_never_quote_the_input() {
+        let err = parse_import(
+            br#"{"access_token": "s3cr3t-value", "#,
+            Path::new("in.json"),
+        )
+        .unwrap_err();
+        assert!(!format!("{err:#}").contains("s3cr3t"), "{err:#}");
+        let err = parse_import(br#"{"token_type":"Bearer"}"#, Path::new("in.json")).unwrap_err();
+        assert!(format!("{err}").contains("neither"), "{err}");
+    }
+
+    #[test]
+    fn record_with_unix_expiry_is_read() {
+        let r = parse_import(
+            br#"{"access_token":"a","expires_at":1767225600}"#,
+            Path::new("x"),
+        )
+        .unwrap();
+        assert_eq!(r.expires_at, Some("2026-01-01T00:00:00Z".parse().unwrap()));
+        let r = parse_import(
+            br#"{"access_token":"a","expires_in":"300","refresh_token":""}"#,
+            Path::new("x"),
+        )
+        .unwrap();
+        assert_eq!(r.expires_in, Some(300));
+        assert!(r.refresh_token.is_none());
+    }
+}

@@ -1,0 +1,54 @@
+//! `authkeep logout`: delete the local session of a profile.
+
+use anyhow::Result;
+use authkeep::store::Store as _;
+use authkeep::{Error, StoreError};
+
+use crate::config::{self, session_key};
+use crate::names::{NetworkArgs, PolicyArgs, ProfileArg};
+use crate::printer::{self, Level};
+
+/// Delete the local session of a profile (its tokens and client settings). A
+/// session file that cannot be read is moved aside, not deleted.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    profile: ProfileArg,
+}
+
+/// Runs the command.
+pub fn run(args: Args, level: Level) -> Result<()> {
+    let key = session_key(&args.profile.profile)?;
+    let keeper = config::keeper(&PolicyArgs::default(), &NetworkArgs::default())?;
+    crate::runtime()?.block_on(async {
+        match keeper.logout(&key).await {
+            Ok(true) => printer::status(
+                level,
+                Level::Normal,
+                &format!("{key}: logged out; local session deleted"),
+            ),
+            Ok(false) => printer::status(
+                level,
+                Level::Normal,
+                &format!("{key}: no session to log out of"),
+            ),
+            Err(Error::Store(StoreError::Corrupt { .. })) => {
+                let store = keeper.store();
+                let guard = store
+                    .lock(&key, keeper.settings().lock_timeout, || {})
+                    .await?;
+                let aside = store.set_aside(&guard, keeper.now())?;
+                printer::status(
+                    level,
+                    Level::Normal,
+                    &format!(
+                        "{key}: the session file was unreadable; moved it to {} and logged out",
+                        aside.display()
+                    ),
+                );
+            }
+            Err(other) => return Err(other.into()),
+        }
+        Ok(())
+    })
+}

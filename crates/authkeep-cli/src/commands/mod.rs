@@ -1,0 +1,8 @@
+//! One file per command: parse, call the library, print.
+
+pub mod demo;
+pub mod devidp;
+pub mod login;
+pub mod logout;
+pub mod status;
+pub mod token;

@@ -1,0 +1,72 @@
+//! `authkeep token`: print a usable access token, refreshing it first when due.
+
+use anyhow::Result;
+use authkeep::token::format_instant;
+use authkeep::{Demand, EventSink};
+use jiff::SignedDuration;
+
+use crate::config::{self, session_key};
+use crate::names::{NetworkArgs, PolicyArgs, ProfileArg, parse_duration};
+use crate::printer::{self, Level};
+
+/// Print a usable access token on stdout, refreshing it first when it is near
+/// expiry. While the stored token is valid and outside the refresh window this
+/// makes no network request at all.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    profile: ProfileArg,
+    /// Print {"access_token","token_type","expires_at","expired","profile"} instead
+    /// of the bare token (never the refresh token).
+    #[arg(long)]
+    pub json: bool,
+    /// The token printed stays valid at least this long (e.g. 10m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    min_valid: Option<SignedDuration>,
+    /// Refresh now, e.g. after a server rejected the token (shares a refresh that
+    /// another process made moments ago).
+    #[arg(long)]
+    force_refresh: bool,
+    #[command(flatten)]
+    policy: PolicyArgs,
+    #[command(flatten)]
+    network: NetworkArgs,
+}
+
+/// Runs the command.
+pub fn run(args: Args, level: Level) -> Result<()> {
+    let key = session_key(&args.profile.profile)?;
+    let keeper = config::keeper(&args.policy, &args.network)?.with_events(status_lines(level));
+    let demand = Demand {
+        min_valid: args.min_valid,
+        force: args.force_refresh,
+    };
+    let served = match keeper.token_without_network(&key, demand) {
+        Some(result) => result?,
+        None => crate::runtime()?.block_on(keeper.token(&key, demand))?,
+    };
+    if args.json {
+        let now = keeper.now();
+        printer::json(&serde_json::json!({
+            "access_token": served.access_token.expose_secret(),
+            "token_type": served.token_type,
+            "expires_at": served.expires_at.map(format_instant),
+            "expired": served.expires_at.is_some_and(|at| now >= at),
+            "profile": key.as_str(),
+        }));
+    } else {
+        printer::out(served.access_token.expose_secret());
+    }
+    Ok(())
+}
+
+/// Renders the library's events as status lines at `level`.
+pub fn status_lines(level: Level) -> EventSink {
+    std::sync::Arc::new(move |event| {
+        if level == Level::Quiet {
+            return;
+        }
+        let (needed, line) = printer::describe(event, jiff::Timestamp::now());
+        printer::status(level, needed, &line);
+    })
+}

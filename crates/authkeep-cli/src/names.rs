@@ -1,0 +1,138 @@
+//! Every name a user types: flags, their environment variables and defaults
+//! (DESIGN.md §7). Commands take these argument groups rather than declaring
+//! their own, so a name means the same everywhere.
+
+use clap::Args;
+use jiff::SignedDuration;
+
+/// `AUTHKEEP_HOME`: one directory holding configuration and state.
+pub const ENV_HOME: &str = "AUTHKEEP_HOME";
+/// `AUTHKEEP_PROFILE`: the session to use.
+pub const ENV_PROFILE: &str = "AUTHKEEP_PROFILE";
+/// `AUTHKEEP_REFRESH_THRESHOLD`: refresh window ceiling.
+pub const ENV_REFRESH_THRESHOLD: &str = "AUTHKEEP_REFRESH_THRESHOLD";
+/// `AUTHKEEP_REFRESH_FRACTION`: the window as a share of the token's lifetime.
+pub const ENV_REFRESH_FRACTION: &str = "AUTHKEEP_REFRESH_FRACTION";
+/// `AUTHKEEP_LOCK_TIMEOUT`: longest wait for another process's refresh.
+pub const ENV_LOCK_TIMEOUT: &str = "AUTHKEEP_LOCK_TIMEOUT";
+/// `AUTHKEEP_CONNECT_TIMEOUT`: per connection.
+pub const ENV_CONNECT_TIMEOUT: &str = "AUTHKEEP_CONNECT_TIMEOUT";
+/// `AUTHKEEP_TIMEOUT`: a whole network step.
+pub const ENV_TIMEOUT: &str = "AUTHKEEP_TIMEOUT";
+/// `AUTHKEEP_CLIENT_SECRET`: a client secret for `login`, instead of a file.
+pub const ENV_CLIENT_SECRET: &str = "AUTHKEEP_CLIENT_SECRET";
+
+/// Defaults, where neither a flag, the environment nor the configuration file
+/// sets a value.
+pub mod defaults {
+    /// The profile.
+    pub const PROFILE: &str = "default";
+    /// Refresh window ceiling.
+    pub const REFRESH_THRESHOLD: &str = "5m";
+    /// Window share of the lifetime.
+    pub const REFRESH_FRACTION: f64 = 0.5;
+    /// Lock wait.
+    pub const LOCK_TIMEOUT: &str = "30s";
+    /// Connect time-out.
+    pub const CONNECT_TIMEOUT: &str = "5s";
+    /// Network step time-out.
+    pub const TIMEOUT: &str = "15s";
+}
+
+/// `--profile`.
+#[derive(Args, Debug, Clone)]
+pub struct ProfileArg {
+    /// Which session: a name of 1–64 characters from A-Z a-z 0-9 . _ -
+    #[arg(long, short = 'p', env = ENV_PROFILE, default_value = defaults::PROFILE, value_name = "NAME")]
+    pub profile: String,
+}
+
+/// `--profile` where leaving it out means "every profile".
+#[derive(Args, Debug, Clone)]
+pub struct OptionalProfileArg {
+    /// Show only this session (default: every profile).
+    #[arg(long, short = 'p', env = ENV_PROFILE, value_name = "NAME")]
+    pub profile: Option<String>,
+}
+
+/// How early to refresh.
+#[derive(Args, Debug, Clone, Default)]
+pub struct PolicyArgs {
+    /// Refresh when less than this remains (the window's ceiling) [default: 5m]
+    #[arg(long, env = ENV_REFRESH_THRESHOLD, value_name = "DURATION", value_parser = parse_duration)]
+    pub refresh_threshold: Option<SignedDuration>,
+    /// The window as a share of the token's lifetime, 0 to 1 [default: 0.5]
+    #[arg(long, env = ENV_REFRESH_FRACTION, value_name = "SHARE", value_parser = parse_fraction)]
+    pub refresh_fraction: Option<f64>,
+}
+
+/// Bounds on waiting and on the network.
+#[derive(Args, Debug, Clone, Default)]
+pub struct NetworkArgs {
+    /// Longest wait for another process that is refreshing the same session [default: 30s]
+    #[arg(long, env = ENV_LOCK_TIMEOUT, value_name = "DURATION", value_parser = parse_duration)]
+    pub lock_timeout: Option<SignedDuration>,
+    /// Time-out for each connection to the provider [default: 5s]
+    #[arg(long, env = ENV_CONNECT_TIMEOUT, value_name = "DURATION", value_parser = parse_duration)]
+    pub connect_timeout: Option<SignedDuration>,
+    /// Time-out for a whole network step (discovery and request) [default: 15s]
+    #[arg(long, env = ENV_TIMEOUT, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<SignedDuration>,
+    /// Allow sending credentials over plain http to hosts other than loopback. Dangerous: anyone on the path can steal them.
+    #[arg(long)]
+    pub insecure_allow_http: bool,
+}
+
+/// `-v` / `-q`.
+#[derive(Args, Debug, Clone, Copy, Default)]
+pub struct VerbosityArgs {
+    /// Show every step on stderr.
+    #[arg(long, short = 'v', global = true, conflicts_with = "quiet")]
+    pub verbose: bool,
+    /// Show nothing on stderr but errors.
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+}
+
+/// Parses `30s`, `5m`, `1h30m` (or ISO 8601 `PT5M`); negative durations are refused.
+pub fn parse_duration(text: &str) -> Result<SignedDuration, String> {
+    let parsed: SignedDuration = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid duration {text:?}: write it like 30s, 5m or 1h30m"))?;
+    if parsed.is_negative() {
+        return Err(format!("invalid duration {text:?}: must not be negative"));
+    }
+    Ok(parsed)
+}
+
+fn parse_fraction(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err(format!(
+            "invalid share {text:?}: a number from 0 to 1, such as 0.5"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_as_people_write_them() {
+        assert_eq!(
+            parse_duration("30s").unwrap(),
+            SignedDuration::from_secs(30)
+        );
+        assert_eq!(parse_duration("5m").unwrap(), SignedDuration::from_mins(5));
+        assert_eq!(
+            parse_duration("1h30m").unwrap(),
+            SignedDuration::from_mins(90)
+        );
+        assert!(parse_duration("90").is_err());
+        assert!(parse_duration("-5m").is_err());
+        assert!(parse_fraction("1.5").is_err());
+        assert_eq!(parse_fraction("0.25").unwrap(), 0.25);
+    }
+}

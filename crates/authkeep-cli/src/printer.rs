@@ -1,0 +1,169 @@
+//! The one place that writes to stdout, and the status lines on stderr.
+//!
+//! stdout carries only what a command was asked for (a token, JSON, a table), so
+//! `$(authkeep token)` stays clean. Status lines go to stderr: by default only
+//! when something went wrong, every step with `-v`, nothing but errors with `-q`.
+
+#![allow(clippy::print_stdout)]
+
+use std::io::Write as _;
+
+use authkeep::Event;
+use authkeep::keeper::human_signed;
+use authkeep::policy::{LoginReason, RefreshReason};
+use authkeep::token::format_instant;
+use jiff::Timestamp;
+
+use crate::names::VerbosityArgs;
+
+/// Writes a line to stdout.
+pub fn out(line: &str) {
+    let mut stdout = std::io::stdout().lock();
+    // A closed stdout (`authkeep token | head -c0`) is not worth a panic.
+    let _ = writeln!(stdout, "{line}");
+}
+
+/// Writes a JSON value to stdout on one line.
+pub fn json(value: &serde_json::Value) {
+    out(&value.to_string());
+}
+
+/// How much to say on stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Errors only.
+    Quiet,
+    /// Warnings and errors.
+    Normal,
+    /// Every step.
+    Verbose,
+}
+
+impl From<VerbosityArgs> for Level {
+    fn from(args: VerbosityArgs) -> Self {
+        if args.quiet {
+            Level::Quiet
+        } else if args.verbose {
+            Level::Verbose
+        } else {
+            Level::Normal
+        }
+    }
+}
+
+/// Writes a status line on stderr if `level` allows it.
+pub fn status(level: Level, needed: Level, line: &str) {
+    if level >= needed {
+        let _ = writeln!(std::io::stderr().lock(), "authkeep: {line}");
+    }
+}
+
+/// An event as a status line, with the level it needs to be shown.
+pub fn describe(event: &Event, now: Timestamp) -> (Level, String) {
+    use Level::{Normal, Verbose};
+    let until = |at: &Option<Timestamp>| match at {
+        Some(at) => format!(
+            "valid until {} ({} left)",
+            format_instant(*at),
+            human_signed(at.duration_since(now))
+        ),
+        None => "expiry unknown".to_owned(),
+    };
+    match event {
+        Event::Valid { key, expires_at } => (
+            Verbose,
+            format!(
+                "{key}: stored token is {}; no network needed",
+                until(expires_at)
+            ),
+        ),
+        Event::ServedWithoutRefresh { key, why } => {
+            (Normal, format!("{key}: serving the stored token: {why}"))
+        }
+        Event::WaitingForLock { key } => (
+            Verbose,
+            format!("{key}: another process is refreshing; waiting for it"),
+        ),
+        Event::UsedNewerSession { key } => (
+            Verbose,
+            format!("{key}: another process refreshed the session meanwhile; using its result"),
+        ),
+        Event::Refreshing { key, reason } => (
+            Verbose,
+            format!("{key}: refreshing: {}", reason_text(*reason)),
+        ),
+        Event::Refreshed {
+            key,
+            expires_at,
+            rotated,
+        } => (
+            Verbose,
+            format!(
+                "{key}: refreshed; new token {}{}",
+                until(expires_at),
+                if *rotated {
+                    "; rotated refresh token saved"
+                } else {
+                    ""
+                }
+            ),
+        ),
+        Event::RefreshFailed {
+            key,
+            class,
+            message,
+            next_attempt_at,
+        } => (
+            Normal,
+            format!(
+                "{key}: refresh failed ({class}): {message}{}",
+                next_attempt_at
+                    .map(|at| format!("; next attempt after {}", format_instant(at)))
+                    .unwrap_or_default()
+            ),
+        ),
+        Event::ServedStoredAfterFailure { key, expires_at } => (
+            Normal,
+            format!(
+                "{key}: warning: serving the stored token, still {}",
+                until(expires_at)
+            ),
+        ),
+        Event::ShorterThanAsked { key, expires_at } => (
+            Normal,
+            format!(
+                "{key}: warning: the provider's token lifetime is shorter than --min-valid asks; token {}",
+                until(expires_at)
+            ),
+        ),
+        Event::SessionEnded { key } => (
+            Verbose,
+            format!("{key}: the provider ended the session; tokens removed"),
+        ),
+        Event::LoginRequired { key, reason } => (
+            Verbose,
+            format!("{key}: login required: {}", login_text(*reason)),
+        ),
+        _ => (Verbose, format!("{event:?}")),
+    }
+}
+
+fn reason_text(reason: RefreshReason) -> &'static str {
+    match reason {
+        RefreshReason::NoAccessToken => "no access token stored",
+        RefreshReason::NearExpiry => "the token is inside the refresh window",
+        RefreshReason::MinValid => "the token would not stay valid for --min-valid",
+        RefreshReason::Expired => "the token has expired",
+        RefreshReason::UnknownExpiry => "the token's expiry is unknown",
+        RefreshReason::MaxAge => "the token has reached its maximum age",
+        RefreshReason::Forced => "forced",
+    }
+}
+
+fn login_text(reason: LoginReason) -> &'static str {
+    match reason {
+        LoginReason::NoSession => "no session",
+        LoginReason::ExpiredCannotRenew => "the token expired and cannot be renewed",
+        LoginReason::RefreshTokenExpired => "the refresh token expired",
+    }
+}

@@ -1,0 +1,5 @@
+//! End-to-end tests of the `authkeep` binary, run as real processes against the
+//! development identity provider. One test binary (see `harness`).
+
+mod harness;
+mod skeleton;
