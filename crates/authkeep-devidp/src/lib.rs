@@ -1,1 +1,201 @@
-//! placeholder
+//! A small OpenID provider for developing and testing OAuth clients: tests,
+//! benchmarks, `authkeep demo`, and anyone checking how their client copes with a
+//! provider that rotates, revokes, stalls or misbehaves. It listens on loopback only and
+//! is never a production server.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use authkeep_devidp::{Config, DevIdp, SessionRequest};
+//!
+//! let idp = DevIdp::start("127.0.0.1:0".parse().unwrap(), Config::default()).await?;
+//! let tokens = idp.create_session(&SessionRequest::default());
+//! // Point a client at `idp.issuer()` with `tokens`, then ask what it did:
+//! let refreshes = idp.counters().token_requests_for("refresh_token");
+//! # let _ = (tokens, refreshes);
+//! idp.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Design overview
+//!
+//! One [`DevIdp`] is one provider instance: a fresh HS256 signing key, an in-memory
+//! store of grants, and an HTTP server on a tokio task. A *grant* is one authorization
+//! of a user for a client; it owns the refresh tokens and access tokens issued under
+//! it, so revoking it (explicitly, or because a rotated-out refresh token came back)
+//! deactivates all of them at once. Access tokens are JWTs (`typ` `at+jwt`) whose
+//! `jti` the store remembers; refresh tokens are opaque and stored only as digests.
+//!
+//! The store is one `std` mutex never held across a wait. Refreshing is an atomic
+//! check-and-consume unless [`Config::parallel_latency`] asks for the "networked
+//! storage" race, where concurrent refreshes of one token all succeed.
+//!
+//! The [`Faults`] plan makes the token endpoint (and optionally discovery) slow, wrong
+//! or silent. Dropped and hanging connections are real: each connection can be cut at
+//! the socket, so a client sees a connection error, never an HTTP answer.
+//!
+//! Every HTTP request is counted ([`Counters`]), token requests by grant type and
+//! outcome, so a test can assert how much traffic a client caused.
+//!
+//! ## HTTP endpoints
+//!
+//! | path | what |
+//! |---|---|
+//! | `GET /.well-known/openid-configuration` | discovery |
+//! | `POST /token` | `refresh_token` and `client_credentials` grants (RFC 6749) |
+//! | `POST /introspect` | introspection (RFC 7662), no client authentication |
+//! | `GET`/`POST /userinfo` | claims for a bearer access token |
+//! | `POST /revoke` | revocation (RFC 7009): a refresh token takes its grant along |
+//! | `GET /jwks` | an empty key set (HS256 keys are not published) |
+//! | `/authorize`, `/device` | advertised, answer 501 for now |
+//! | `POST /admin/sessions` | a grant without a browser ([`SessionRequest`] as JSON) |
+//! | `GET /admin/counters` | [`Counters`] as JSON |
+//! | `POST`/`DELETE /admin/faults` | replace ([`Faults`] as JSON) or clear the fault plan |
+//! | `POST /admin/revoke` | `{"token": …}`: revoke the grant behind a token |
+//!
+//! ## Where things live
+//!
+//! - `config`: [`Config`], [`ClientConfig`], [`SessionRequest`].
+//! - `provider`: grants, tokens, rotation, reuse detection, revocation, introspection.
+//! - `oauth`: form parameters, scopes, client authentication, token-endpoint errors.
+//! - `jwt`: HS256 signing and verification, random token strings.
+//! - `faults`: [`Faults`], [`FaultKind`] and what each looks like on the wire.
+//! - `counters`: [`Counters`].
+//! - `server`: routes and handlers; `listener`: connections that can be cut.
+
+#![warn(missing_docs)]
+
+mod config;
+mod counters;
+mod faults;
+mod jwt;
+mod listener;
+mod oauth;
+mod provider;
+mod server;
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use config::{
+    ClientConfig, Config, DEFAULT_CLIENT_ID, DEFAULT_SCOPE, DEFAULT_USER, SessionRequest,
+};
+pub use counters::{Counters, GRANT_UNKNOWN, OUTCOME_FAULT, OUTCOME_OK};
+pub use faults::{FaultKind, Faults};
+
+use listener::{Cut, CuttableListener};
+use provider::Provider;
+
+/// A running development identity provider.
+///
+/// Dropping it stops the server as [`DevIdp::shutdown`] does, without waiting.
+pub struct DevIdp {
+    addr: SocketAddr,
+    provider: Arc<Provider>,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<io::Result<()>>,
+}
+
+impl DevIdp {
+    /// Binds `addr` and serves on the current tokio runtime. Port 0 picks a free port.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` if `addr` is not a loopback address (127.0.0.0/8 or ::1); any
+    /// error binding the socket.
+    pub async fn start(addr: SocketAddr, config: Config) -> io::Result<DevIdp> {
+        if !addr.ip().is_loopback() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "the development identity provider listens on loopback addresses only \
+                     (127.0.0.0/8 or ::1), not {}",
+                    addr.ip()
+                ),
+            ));
+        }
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let provider = Arc::new(Provider::new(format!("http://{addr}"), config));
+        let (shutdown, stopping) = watch::channel(false);
+        let router = server::router(Arc::clone(&provider), stopping.clone());
+        let mut stopping = stopping;
+        let server = axum::serve(
+            CuttableListener::new(listener),
+            router.into_make_service_with_connect_info::<Cut>(),
+        )
+        .with_graceful_shutdown(async move {
+            // An error means the handle was dropped, which also asks for a stop.
+            stopping.wait_for(|stop| *stop).await.ok();
+        });
+        Ok(DevIdp {
+            addr,
+            provider,
+            shutdown,
+            server: tokio::spawn(server.into_future()),
+        })
+    }
+
+    /// The issuer URL, `http://127.0.0.1:PORT` (no trailing slash).
+    pub fn issuer(&self) -> String {
+        self.provider.issuer().to_owned()
+    }
+
+    /// The address the provider listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Creates a grant without a browser and returns its token response (RFC 6749
+    /// §5.1): `access_token`, `token_type`, `expires_in`, `refresh_token`, `scope`,
+    /// `id_token` when the scope has `openid`, `refresh_expires_in` when configured.
+    pub fn create_session(&self, request: &SessionRequest) -> serde_json::Value {
+        self.provider.create_session(request)
+    }
+
+    /// A snapshot of the request counters.
+    pub fn counters(&self) -> Counters {
+        self.provider.counters()
+    }
+
+    /// Whether `token` (access or refresh) is active, as introspection would say.
+    pub fn is_active(&self, token: &str) -> bool {
+        self.provider.is_active(token)
+    }
+
+    /// Revokes the whole grant that issued this access or refresh token; false if the
+    /// token is not one of this provider's.
+    pub fn revoke_grant_of(&self, token: &str) -> bool {
+        self.provider.revoke_grant_of(token)
+    }
+
+    /// Replaces the fault plan.
+    pub fn set_faults(&self, faults: Faults) {
+        self.provider.set_faults(faults);
+    }
+
+    /// Stops accepting connections, frees the port, lets requests in flight finish (a
+    /// hanging one is cut), and returns once every connection is closed.
+    pub async fn shutdown(self) {
+        self.shutdown.send_replace(true);
+        match self.server.await {
+            Ok(_) => {}
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(_) => {}
+        }
+    }
+}
+
+impl fmt::Debug for DevIdp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DevIdp")
+            .field("issuer", &self.provider.issuer())
+            .finish_non_exhaustive()
+    }
+}

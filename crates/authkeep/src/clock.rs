@@ -36,7 +36,7 @@ impl ManualClock {
             .0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *now = *now + by;
+        *now += by;
     }
 
     /// Sets the clock.

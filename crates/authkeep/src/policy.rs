@@ -125,7 +125,7 @@ impl Policy {
             return Decision::RequireLogin(LoginReason::NoSession);
         };
         let refresh_alive =
-            record.can_renew() && !tokens.refresh_expires_at.is_some_and(|at| now >= at);
+            record.can_renew() && tokens.refresh_expires_at.is_none_or(|at| now < at);
         let decision = self.decide_tokens(tokens, record.can_renew(), refresh_alive, demand, now);
         // A recorded back-off postpones a refresh the stored token can cover; once
         // the token has expired (fallback false) the next call tries again.

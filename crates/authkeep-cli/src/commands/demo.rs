@@ -200,8 +200,12 @@ async fn demo(duration: Duration, ttl: Duration) -> Result<()> {
             step(
                 started,
                 &format!(
-                    "refresh  {} left, inside the window -> refreshed ahead of expiry; new token valid {remaining}{}{}",
-                    left.map(human_signed).unwrap_or_default(),
+                    "refresh  {} -> refreshed; new token valid {remaining}{}{}",
+                    match left {
+                        Some(left) if left.is_positive() =>
+                            format!("{} left, inside the window", human_signed(left)),
+                        _ => "expired".to_owned(),
+                    },
                     if rotated {
                         "; rotated refresh token saved before use"
                     } else {

@@ -1,0 +1,389 @@
+//! The provider's HTTP face: routes, request parsing, response shapes and headers, the
+//! admin API, and carrying out the fault plan (latency, dropped and hanging
+//! connections). The OAuth rules themselves live in `provider`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Form, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::config::SessionRequest;
+use crate::counters::{GRANT_UNKNOWN, OUTCOME_FAULT, OUTCOME_OK};
+use crate::faults::{FaultAction, Faults};
+use crate::listener::Cut;
+use crate::oauth::{Params, TokenError};
+use crate::provider::Provider;
+
+pub(crate) const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
+pub(crate) const JWKS_PATH: &str = "/jwks";
+pub(crate) const AUTHORIZE_PATH: &str = "/authorize";
+pub(crate) const DEVICE_PATH: &str = "/device";
+pub(crate) const TOKEN_PATH: &str = "/token";
+pub(crate) const INTROSPECT_PATH: &str = "/introspect";
+pub(crate) const USERINFO_PATH: &str = "/userinfo";
+pub(crate) const REVOKE_PATH: &str = "/revoke";
+
+/// Largest request body read, in bytes.
+const BODY_LIMIT: usize = 64 * 1024;
+/// Longest grant type kept as a counter key.
+const GRANT_LABEL_MAX: usize = 64;
+/// The challenge every 401 of the token endpoint carries.
+const BASIC_CHALLENGE: &str = r#"Basic realm="authkeep-devidp""#;
+
+type FormBody = Result<Form<Vec<(String, String)>>, FormRejection>;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub(crate) struct App {
+    provider: Arc<Provider>,
+    /// Becomes true when the provider shuts down; a closed channel means the same.
+    shutdown: watch::Receiver<bool>,
+}
+
+pub(crate) fn router(provider: Arc<Provider>, shutdown: watch::Receiver<bool>) -> Router {
+    Router::new()
+        .route(DISCOVERY_PATH, get(discovery))
+        .route(JWKS_PATH, get(jwks))
+        .route(AUTHORIZE_PATH, get(not_implemented).post(not_implemented))
+        .route(DEVICE_PATH, post(not_implemented))
+        .route(TOKEN_PATH, post(token))
+        .route(INTROSPECT_PATH, post(introspect))
+        .route(USERINFO_PATH, get(userinfo).post(userinfo))
+        .route(REVOKE_PATH, post(revoke))
+        .route("/admin/sessions", post(admin_create_session))
+        .route("/admin/counters", get(admin_counters))
+        .route(
+            "/admin/faults",
+            post(admin_set_faults).delete(admin_clear_faults),
+        )
+        .route("/admin/revoke", post(admin_revoke))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(App { provider, shutdown })
+}
+
+/// The OpenID Provider metadata (OpenID Connect Discovery 1.0 §3, RFC 8414).
+pub(crate) fn discovery_document(issuer: &str) -> Value {
+    let at = |path: &str| format!("{issuer}{path}");
+    json!({
+        "issuer": issuer,
+        "authorization_endpoint": at(AUTHORIZE_PATH),
+        "device_authorization_endpoint": at(DEVICE_PATH),
+        "token_endpoint": at(TOKEN_PATH),
+        "introspection_endpoint": at(INTROSPECT_PATH),
+        "userinfo_endpoint": at(USERINFO_PATH),
+        "revocation_endpoint": at(REVOKE_PATH),
+        "jwks_uri": at(JWKS_PATH),
+        "grant_types_supported": ["refresh_token", "client_credentials"],
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["public"],
+        "scopes_supported": ["openid", "profile", "offline_access"],
+        "claims_supported": ["sub", "name", "preferred_username"],
+        "id_token_signing_alg_values_supported": ["HS256"],
+        "token_endpoint_auth_methods_supported":
+            ["none", "client_secret_basic", "client_secret_post"],
+        "introspection_endpoint_auth_methods_supported": ["none"],
+        "revocation_endpoint_auth_methods_supported": ["none"],
+        "code_challenge_methods_supported": ["S256"],
+    })
+}
+
+impl App {
+    /// Waits the plan's latency, then rolls its fault.
+    async fn fault(&self, faults: &Faults) -> Option<FaultAction> {
+        if faults.latency_ms > 0 {
+            self.sleep(Duration::from_millis(faults.latency_ms)).await;
+        }
+        faults.roll().map(|kind| kind.action())
+    }
+
+    /// Carries out a fault on the connection `cut` severs.
+    async fn carry_out(&self, action: FaultAction, cut: &Cut) -> Response {
+        match action {
+            FaultAction::Respond(response) => return response,
+            FaultAction::DropConnection => {}
+            FaultAction::Hang => self.until_shutdown().await,
+        }
+        cut.pull();
+        // Never sent: the connection fails before the first byte is written.
+        StatusCode::SERVICE_UNAVAILABLE.into_response()
+    }
+
+    /// Sleeps, but no longer than until shutdown.
+    async fn sleep(&self, duration: Duration) {
+        tokio::select! {
+            () = tokio::time::sleep(duration) => {}
+            () = self.until_shutdown() => {}
+        }
+    }
+
+    async fn until_shutdown(&self) {
+        let mut shutdown = self.shutdown.clone();
+        // An error means the provider's handle is gone, which is also a shutdown.
+        shutdown.wait_for(|stop| *stop).await.ok();
+    }
+}
+
+async fn discovery(State(app): State<App>, ConnectInfo(cut): ConnectInfo<Cut>) -> Response {
+    app.provider.count(|c| c.discovery_requests += 1);
+    let faults = app.provider.faults();
+    if faults.include_discovery
+        && let Some(action) = app.fault(&faults).await
+    {
+        return app.carry_out(action, &cut).await;
+    }
+    Json(discovery_document(app.provider.issuer())).into_response()
+}
+
+async fn jwks() -> Json<Value> {
+    // HS256 keys are shared secrets, never published.
+    Json(json!({ "keys": [] }))
+}
+
+async fn not_implemented() -> Response {
+    let body = json!({
+        "error": "not_implemented",
+        "error_description": "this endpoint is not implemented yet; use /admin/sessions",
+    });
+    (StatusCode::NOT_IMPLEMENTED, Json(body)).into_response()
+}
+
+async fn token(
+    State(app): State<App>,
+    ConnectInfo(cut): ConnectInfo<Cut>,
+    headers: HeaderMap,
+    form: FormBody,
+) -> Response {
+    let params = form_params(form);
+    let grant_type: String = params
+        .as_ref()
+        .ok()
+        .and_then(|params| params.get("grant_type"))
+        .unwrap_or(GRANT_UNKNOWN)
+        .chars()
+        .take(GRANT_LABEL_MAX)
+        .collect();
+
+    let faults = app.provider.faults();
+    if let Some(action) = app.fault(&faults).await {
+        app.provider
+            .count(|c| c.record_token(&grant_type, OUTCOME_FAULT));
+        return app.carry_out(action, &cut).await;
+    }
+
+    let result = match params {
+        Ok(params) => {
+            app.provider
+                .token(&params, headers.get(header::AUTHORIZATION))
+                .await
+        }
+        Err(error) => Err(error),
+    };
+    let outcome = match &result {
+        Ok(_) => OUTCOME_OK,
+        Err(error) => error.error,
+    };
+    app.provider.count(|c| c.record_token(&grant_type, outcome));
+    match result {
+        Ok(body) => no_store_json(StatusCode::OK, body),
+        Err(error) => token_error(&error),
+    }
+}
+
+async fn introspect(State(app): State<App>, form: FormBody) -> Response {
+    app.provider.count(|c| c.introspection_requests += 1);
+    let token = match form_params(form).and_then(|params| Ok(params.require("token")?.to_owned())) {
+        Ok(token) => token,
+        Err(error) => return token_error(&error),
+    };
+    no_store_json(StatusCode::OK, app.provider.introspect(&token))
+}
+
+async fn userinfo(State(app): State<App>, headers: HeaderMap) -> Response {
+    app.provider.count(|c| c.userinfo_requests += 1);
+    let Some(token) = bearer_token(&headers) else {
+        // RFC 6750 §3.1: a request without credentials gets a challenge, no error code.
+        let challenge = [(header::WWW_AUTHENTICATE, "Bearer")];
+        return (StatusCode::UNAUTHORIZED, challenge).into_response();
+    };
+    match app.provider.userinfo(token) {
+        Some(claims) => no_store_json(StatusCode::OK, claims),
+        None => {
+            let challenge = [(header::WWW_AUTHENTICATE, r#"Bearer error="invalid_token""#)];
+            let body = Json(json!({ "error": "invalid_token" }));
+            (StatusCode::UNAUTHORIZED, challenge, body).into_response()
+        }
+    }
+}
+
+async fn revoke(State(app): State<App>, form: FormBody) -> Response {
+    app.provider.count(|c| c.revocation_requests += 1);
+    match form_params(form).and_then(|params| Ok(params.require("token")?.to_owned())) {
+        Ok(token) => {
+            app.provider.revoke(&token);
+            StatusCode::OK.into_response()
+        }
+        Err(error) => token_error(&error),
+    }
+}
+
+async fn admin_create_session(State(app): State<App>, body: Bytes) -> Response {
+    match parse_json::<SessionRequest>(&body) {
+        Ok(request) => no_store_json(StatusCode::OK, app.provider.create_session(&request)),
+        Err(problem) => bad_request(&problem),
+    }
+}
+
+async fn admin_counters(State(app): State<App>) -> Response {
+    Json(app.provider.counters()).into_response()
+}
+
+async fn admin_set_faults(State(app): State<App>, body: Bytes) -> Response {
+    let faults = match parse_json::<Faults>(&body) {
+        Ok(faults) => faults,
+        Err(problem) => return bad_request(&problem),
+    };
+    if let Err(problem) = faults.check() {
+        return bad_request(&problem);
+    }
+    app.provider.set_faults(faults);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn admin_clear_faults(State(app): State<App>) -> StatusCode {
+    app.provider.set_faults(Faults::default());
+    StatusCode::NO_CONTENT
+}
+
+async fn admin_revoke(State(app): State<App>, body: Bytes) -> Response {
+    #[derive(Default, Deserialize)]
+    struct RevokeRequest {
+        token: String,
+    }
+    match parse_json::<RevokeRequest>(&body) {
+        Ok(request) => {
+            let revoked = app.provider.revoke_grant_of(&request.token);
+            Json(json!({ "revoked": revoked })).into_response()
+        }
+        Err(problem) => bad_request(&problem),
+    }
+}
+
+/// The form parameters of a request, or the `invalid_request` it deserves.
+fn form_params(form: FormBody) -> Result<Params, TokenError> {
+    let Form(pairs) = form.map_err(|rejection| {
+        let status = rejection.status();
+        let mut error = TokenError::invalid_request(
+            "the body must be an application/x-www-form-urlencoded form of at most 64 KiB",
+        );
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            error.status = status;
+        }
+        error
+    })?;
+    Params::from_pairs(pairs)
+        .map_err(|name| TokenError::invalid_request(format!("parameter {name} is repeated")))
+}
+
+/// A JSON admin request body; an empty body means the type's default. The error is
+/// the `invalid_request` answer to send.
+fn parse_json<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|error| format!("invalid JSON: {error}"))
+}
+
+fn bad_request(description: &str) -> Response {
+    let body = json!({ "error": "invalid_request", "error_description": description });
+    (StatusCode::BAD_REQUEST, Json(body)).into_response()
+}
+
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// A JSON answer that caches must not keep (RFC 6749 §5.1).
+fn no_store_json(status: StatusCode, body: Value) -> Response {
+    let headers = [
+        (header::CACHE_CONTROL, "no-store"),
+        (header::PRAGMA, "no-cache"),
+    ];
+    (status, headers, Json(body)).into_response()
+}
+
+fn token_error(error: &TokenError) -> Response {
+    let mut response = no_store_json(error.status, error.body());
+    if error.status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(BASIC_CHALLENGE),
+        );
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovery_names_every_endpoint_under_the_issuer() {
+        let document = discovery_document("http://127.0.0.1:8080");
+        assert_eq!(document["issuer"], "http://127.0.0.1:8080");
+        assert_eq!(document["token_endpoint"], "http://127.0.0.1:8080/token");
+        assert_eq!(document["jwks_uri"], "http://127.0.0.1:8080/jwks");
+        for (key, value) in document.as_object().unwrap() {
+            if key.ends_with("_endpoint") || key == "jwks_uri" {
+                assert!(
+                    value
+                        .as_str()
+                        .unwrap()
+                        .starts_with("http://127.0.0.1:8080/"),
+                    "{key}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn bearer_tokens_are_found_whatever_the_scheme_case() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(bearer_token(&headers), None);
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("bearer abc"),
+        );
+        assert_eq!(bearer_token(&headers), Some("abc"));
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert_eq!(bearer_token(&headers), None);
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer "));
+        assert_eq!(bearer_token(&headers), None);
+    }
+
+    #[test]
+    fn invalid_client_carries_a_basic_challenge() {
+        let response = token_error(&TokenError::invalid_client("no"));
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            response.headers()[header::WWW_AUTHENTICATE],
+            BASIC_CHALLENGE
+        );
+        assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+
+        let response = token_error(&TokenError::invalid_grant("no"));
+        assert!(response.headers().get(header::WWW_AUTHENTICATE).is_none());
+    }
+}
