@@ -4,9 +4,10 @@
 //! `commands/` that parses, calls the library and prints through [`printer`].
 //! Exit codes are decided in [`exit`].
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args as _, FromArgMatches as _, Parser, Subcommand};
 
 mod commands;
 mod config;
@@ -40,7 +41,7 @@ struct Cli {
 enum Command {
     /// Store a session: import a token response or record (interactive logins come later).
     Login(commands::login::Args),
-    /// Print a usable access token, refreshing it first when it is due.
+    #[command(about = commands::token::ABOUT)]
     Token(commands::token::Args),
     /// Show every session (or one): issuer, expiry, whether it can renew itself, health.
     Status(commands::status::Args),
@@ -53,9 +54,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let level = printer::Level::from(cli.verbosity);
-    let (json, result) = match cli.command {
+    let (command, verbosity) = parse(std::env::args_os().collect());
+    let level = printer::Level::from(verbosity);
+    let (json, result) = match command {
         Command::Login(args) => (args.json, commands::login::run(args, level)),
         Command::Token(args) => (args.json, commands::token::run(args, level)),
         Command::Status(args) => (args.json, commands::status::run(args)),
@@ -79,10 +80,92 @@ fn main() -> ExitCode {
     }
 }
 
+/// Parses the command line. `authkeep token` is the hot path (a file read and a
+/// decision), and building the whole command tree with every subcommand costs
+/// more than that, so a command line that starts with `token` is parsed with
+/// the token command's own arguments only; the result is the same.
+fn parse(args: Vec<OsString>) -> (Command, names::VerbosityArgs) {
+    if args.get(1).is_some_and(|a| a == "token") {
+        let command = clap::Command::new("token")
+            .bin_name("authkeep token")
+            .about(commands::token::ABOUT)
+            .version(env!("CARGO_PKG_VERSION"))
+            .max_term_width(100);
+        let command =
+            names::VerbosityArgs::augment_args(commands::token::Args::augment_args(command));
+        let parsed = command
+            .try_get_matches_from(&args[1..])
+            .and_then(|matches| {
+                Ok((
+                    commands::token::Args::from_arg_matches(&matches)?,
+                    names::VerbosityArgs::from_arg_matches(&matches)?,
+                ))
+            });
+        return match parsed {
+            Ok((token, verbosity)) => (Command::Token(token), verbosity),
+            Err(error) => error.exit(),
+        };
+    }
+    let cli = Cli::parse_from(args);
+    (cli.command, cli.verbosity)
+}
+
 /// A runtime for the commands that need the network; the warm path of `token`
-/// never builds one.
+/// never builds one. Single-threaded: a one-shot command has one thing to do at a
+/// time, and the multi-threaded scheduler would pull libm into every start-up.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full(args: &[&str]) -> String {
+        let cli = Cli::try_parse_from(args).unwrap();
+        format!("{:?} {:?}", cli.command, cli.verbosity)
+    }
+
+    fn fast(args: &[&str]) -> String {
+        let (command, verbosity) = parse(args.iter().map(OsString::from).collect());
+        format!("{command:?} {verbosity:?}")
+    }
+
+    #[test]
+    fn the_token_fast_path_parses_like_the_full_parser() {
+        for args in [
+            &["authkeep", "token"][..],
+            &["authkeep", "token", "--profile", "work", "--json", "-v"],
+            &[
+                "authkeep",
+                "token",
+                "--min-valid",
+                "10m",
+                "--force-refresh",
+                "--lock-timeout",
+                "5s",
+                "-q",
+            ],
+            &[
+                "authkeep",
+                "token",
+                "--refresh-threshold",
+                "1h",
+                "--refresh-fraction",
+                "0.25",
+                "--timeout",
+                "2s",
+            ],
+        ] {
+            assert_eq!(fast(args), full(args), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
+    }
 }

@@ -8,10 +8,10 @@
 
 use std::io::Write as _;
 
-use authkeep::Event;
 use authkeep::keeper::human_signed;
 use authkeep::policy::{LoginReason, RefreshReason};
 use authkeep::token::format_instant;
+use authkeep::{Event, FailureClass};
 use jiff::Timestamp;
 
 use crate::names::VerbosityArgs;
@@ -77,8 +77,12 @@ pub fn describe(event: &Event, now: Timestamp) -> (Level, String) {
                 until(expires_at)
             ),
         ),
-        Event::ServedWithoutRefresh { key, why } => {
-            (Normal, format!("{key}: serving the stored token: {why}"))
+        Event::ServedWithoutRefresh { key, why } => (
+            Normal,
+            format!("{key}: warning: serving the stored token: {why}"),
+        ),
+        Event::ServedAsIs { key, why } => {
+            (Verbose, format!("{key}: serving the stored token: {why}"))
         }
         Event::WaitingForLock { key } => (
             Verbose,
@@ -86,7 +90,7 @@ pub fn describe(event: &Event, now: Timestamp) -> (Level, String) {
         ),
         Event::UsedNewerSession { key } => (
             Verbose,
-            format!("{key}: another process refreshed the session meanwhile; using its result"),
+            format!("{key}: another process refreshed the session moments ago; using its result"),
         ),
         Event::Refreshing { key, reason } => (
             Verbose,
@@ -108,13 +112,15 @@ pub fn describe(event: &Event, now: Timestamp) -> (Level, String) {
                 }
             ),
         ),
+        // Shown by default only as part of what follows it: the warning that the
+        // stored token was served, or the error that ends the command.
         Event::RefreshFailed {
             key,
             class,
             message,
             next_attempt_at,
         } => (
-            Normal,
+            Verbose,
             format!(
                 "{key}: refresh failed ({class}): {message}{}",
                 next_attempt_at
@@ -122,11 +128,23 @@ pub fn describe(event: &Event, now: Timestamp) -> (Level, String) {
                     .unwrap_or_default()
             ),
         ),
-        Event::ServedStoredAfterFailure { key, expires_at } => (
+        Event::ServedStoredAfterFailure {
+            key,
+            expires_at,
+            class,
+            message,
+        } => (
             Normal,
             format!(
-                "{key}: warning: serving the stored token, still {}",
-                until(expires_at)
+                "{key}: warning: refresh failed ({class}): {message}; serving the stored token, still {}{}",
+                until(expires_at),
+                match class {
+                    FailureClass::InteractionRequired => format!(
+                        "; log in again with `authkeep login --profile {key}` before it expires"
+                    ),
+                    FailureClass::Misconfiguration => "; check the client configuration".into(),
+                    _ => String::new(),
+                }
             ),
         ),
         Event::ShorterThanAsked { key, expires_at } => (

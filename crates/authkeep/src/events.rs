@@ -19,9 +19,18 @@ pub enum Event {
         /// Its expiry, if known.
         expires_at: Option<Timestamp>,
     },
-    /// The stored token was served although a refresh was due, because the session
-    /// cannot renew itself, its provider gives no expiry, or a back-off is running.
+    /// The stored token was served although a refresh was due, because a back-off
+    /// is running or the lock wait ran out: worth a warning.
     ServedWithoutRefresh {
+        /// The session.
+        key: SessionKey,
+        /// Why, in words.
+        why: String,
+    },
+    /// The stored token was served inside its window or with its expiry unknown,
+    /// because that is all there is to do: the session cannot renew itself, or its
+    /// provider gives no expiry. Normal operation, not a warning (DESIGN.md §2).
+    ServedAsIs {
         /// The session.
         key: SessionKey,
         /// Why, in words.
@@ -32,7 +41,8 @@ pub enum Event {
         /// The session.
         key: SessionKey,
     },
-    /// Another writer refreshed the session meanwhile; its result is used.
+    /// Another writer refreshed the session meanwhile, or moments before a forced
+    /// refresh; its result is used.
     UsedNewerSession {
         /// The session.
         key: SessionKey,
@@ -70,6 +80,10 @@ pub enum Event {
         key: SessionKey,
         /// Its expiry, if known.
         expires_at: Option<Timestamp>,
+        /// The class of the failure.
+        class: FailureClass,
+        /// The failure in one line, without secrets.
+        message: String,
     },
     /// The provider's lifetime is shorter than the caller's minimum validity.
     ShorterThanAsked {

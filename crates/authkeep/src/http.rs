@@ -140,8 +140,19 @@ fn describe(error: &reqwest::Error) -> String {
         u.set_query(None);
         u.to_string()
     });
-    match host {
+    let mut out = match host {
         Some(url) => format!("{what} ({url})"),
         None => what.to_owned(),
+    };
+    // The innermost cause says what happened on the wire ("connection closed
+    // before message completed", "Connection refused"); it never holds the
+    // request, whose body is where secrets travel.
+    let mut cause: &dyn std::error::Error = error;
+    while let Some(source) = cause.source() {
+        cause = source;
     }
+    if !std::ptr::addr_eq(cause, error) {
+        out.push_str(&format!(": {cause}"));
+    }
+    out
 }

@@ -289,7 +289,7 @@ impl<S: Store> Keeper<S> {
                 {
                     self.emit(Event::ServedWithoutRefresh {
                         key: key.clone(),
-                        why: format!("{timeout}; serving the stored token, still valid"),
+                        why: format!("it is still valid, but {timeout}"),
                     });
                     return Ok(Served::from_tokens(tokens, false));
                 }
@@ -317,6 +317,11 @@ impl<S: Store> Keeper<S> {
             let now = self.clock.now();
             let current = self.store.load(key).await?;
             let demand = self.demand_under_lock(&trigger, current.as_ref(), now);
+            // A forced refresh that a fresh enough session satisfied.
+            let shared = matches!(
+                &trigger,
+                Trigger::Demand { demand: asked, .. } if asked.force && !demand.force
+            );
             let decision =
                 self.settings
                     .policy
@@ -326,7 +331,8 @@ impl<S: Store> Keeper<S> {
                     (current, reason, fallback)
                 }
                 (current, decision) => {
-                    if seen.is_some() && current.as_ref().map(|v| v.generation) != seen {
+                    let changed = seen.is_some() && current.as_ref().map(|v| v.generation) != seen;
+                    if shared || changed {
                         self.emit(Event::UsedNewerSession { key: key.clone() });
                     }
                     return self.conclude(key, current.as_ref(), decision, now);
@@ -377,8 +383,11 @@ impl<S: Store> Keeper<S> {
     }
 
     /// The demand to decide with once the lock is held: a forced refresh is
-    /// satisfied by one another writer made moments ago; a rejected token forces a
-    /// refresh only while the store still holds it.
+    /// satisfied by one the provider answered moments ago, whether it happened
+    /// while we waited or just before we started (forcing again would hand out a
+    /// token no fresher, and a caller that forces on every rejection would
+    /// refresh on every call); a rejected token forces a refresh only while the
+    /// store still holds it.
     fn demand_under_lock(
         &self,
         trigger: &Trigger,
@@ -387,13 +396,13 @@ impl<S: Store> Keeper<S> {
     ) -> Demand {
         let tokens = current.and_then(|v| v.record.tokens.as_ref());
         match trigger {
-            Trigger::Demand { demand, seen } => {
-                let refreshed_meanwhile = current.map(|v| v.generation) != *seen
-                    && tokens.is_some_and(|t| {
-                        t.origin.from_provider() && now < t.obtained_at + FORCE_COALESCE_WINDOW
-                    });
+            Trigger::Demand { demand, .. } => {
+                let refreshed_moments_ago = tokens.is_some_and(|t| {
+                    t.origin.from_provider()
+                        && (t.obtained_at..t.obtained_at + FORCE_COALESCE_WINDOW).contains(&now)
+                });
                 Demand {
-                    force: demand.force && !refreshed_meanwhile,
+                    force: demand.force && !refreshed_moments_ago,
                     ..*demand
                 }
             }
@@ -426,11 +435,11 @@ impl<S: Store> Keeper<S> {
                         key: key.clone(),
                         expires_at,
                     },
-                    UseReason::CannotRenew => Event::ServedWithoutRefresh {
+                    UseReason::CannotRenew => Event::ServedAsIs {
                         key: key.clone(),
                         why: "the session cannot renew itself (no usable refresh token)".into(),
                     },
-                    UseReason::NoExpiryFromProvider => Event::ServedWithoutRefresh {
+                    UseReason::NoExpiryFromProvider => Event::ServedAsIs {
                         key: key.clone(),
                         why: "the provider gives no expiry for this token".into(),
                     },
@@ -722,6 +731,8 @@ impl<S: Store> Keeper<S> {
             self.emit(Event::ServedStoredAfterFailure {
                 key: key.clone(),
                 expires_at: tokens.expires_at,
+                class: failure.class,
+                message: summary,
             });
             return Ok(Served::from_tokens(tokens, false));
         }

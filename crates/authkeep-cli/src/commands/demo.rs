@@ -47,10 +47,7 @@ pub fn run(args: Args) -> Result<()> {
     if ttl < Duration::from_secs(4) {
         return Err(crate::exit::usage("--access-ttl must be at least 4s"));
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = crate::runtime()?;
     runtime.block_on(demo(duration, ttl))
 }
 

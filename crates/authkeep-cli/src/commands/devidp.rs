@@ -72,10 +72,7 @@ pub fn run(args: Args) -> Result<()> {
         parallel_latency: args.parallel_latency.map(std_duration),
         clients,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = crate::runtime()?;
     runtime.block_on(async {
         let idp = DevIdp::start(args.addr, config)
             .await

@@ -58,11 +58,16 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(e) = unreadable {
         return Err(e.into());
     }
-    if let (Some(name), [row]) = (&args.profile.profile, rows.as_slice())
-        && row["state"] == "none"
-    {
+    // One profile asked for that needs a login: exit 3, as `token` would.
+    if let (Some(name), [row]) = (&args.profile.profile, rows.as_slice()) {
+        let what = match row["state"].as_str() {
+            Some("none") => "there is no session for",
+            Some("ended") => "the provider ended the session of",
+            _ if row["needs_login"] == true => "a new login is needed for",
+            _ => return Ok(()),
+        };
         return Err(NeedsLogin(format!(
-            "no session for profile {name}; log in with `authkeep login --profile {name}`"
+            "{what} profile {name}; log in with `authkeep login --profile {name}`"
         ))
         .into());
     }
@@ -86,6 +91,15 @@ fn describe(key: &SessionKey, record: Option<&Record>, now: Timestamp) -> Value 
         }
         None => "none",
         Some(t) if t.is_usable(now) => "valid",
+        // The provider asked for interaction: renewing will not work until a login.
+        Some(_)
+            if health
+                .last_error
+                .as_ref()
+                .is_some_and(|e| e.class == FailureClass::InteractionRequired) =>
+        {
+            "login_required"
+        }
         Some(_) if record.can_renew() => "expired_renewable",
         Some(_) => "login_required",
     };

@@ -9,9 +9,11 @@ use crate::config::{self, session_key};
 use crate::names::{NetworkArgs, PolicyArgs, ProfileArg, parse_duration};
 use crate::printer::{self, Level};
 
-/// Print a usable access token on stdout, refreshing it first when it is near
-/// expiry. While the stored token is valid and outside the refresh window this
-/// makes no network request at all.
+/// What `authkeep token` does, for `--help`.
+pub const ABOUT: &str = "Print a usable access token, refreshing it first when it is due. \
+While the stored token is valid and outside the refresh window this makes no network request at all.";
+
+/// The arguments of `authkeep token`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]

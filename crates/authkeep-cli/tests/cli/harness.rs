@@ -1,11 +1,13 @@
 //! What the CLI tests share: a development identity provider on its own runtime,
 //! and a private home in which `authkeep` runs as a real process.
 
+use std::fs::TryLockError;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
-use authkeep_devidp::{Config, Counters, DevIdp, SessionRequest};
+use authkeep_devidp::{Config, Counters, DevIdp, Faults, SessionRequest};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::Value;
 
@@ -57,6 +59,14 @@ impl Idp {
 
     pub fn is_active(&self, token: &str) -> bool {
         self.get().is_active(token)
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        self.get().set_faults(faults);
+    }
+
+    pub fn clear_faults(&self) {
+        self.set_faults(Faults::default());
     }
 
     pub fn stop(&mut self) {
@@ -120,6 +130,64 @@ impl Home {
         Run(self.command(args).output().unwrap())
     }
 
+    /// `authkeep` behind `sh`, which writes one byte (`r`) on stdout once it is
+    /// about to wait for a line on stdin, then replaces itself with `authkeep`. A
+    /// test starts many, waits for every `r`, and releases them all with one write.
+    pub fn command_held_until_stdin(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(r#"printf r; read _; exec "$0" "$@""#)
+            .arg(env!("CARGO_BIN_EXE_authkeep"))
+            .args(args)
+            .env("AUTHKEEP_HOME", self.path());
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("AUTHKEEP_") && name != "AUTHKEEP_HOME" {
+                command.env_remove(name);
+            }
+        }
+        command
+    }
+
+    /// The session's lock file.
+    pub fn lock_path(&self, profile: &str) -> PathBuf {
+        self.path().join("sessions").join(format!("{profile}.lock"))
+    }
+
+    /// Whether some process holds the session's lock: probes it without waiting
+    /// and lets go at once if it was free.
+    pub fn lock_is_held(&self, profile: &str) -> bool {
+        let Ok(file) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(self.lock_path(profile))
+        else {
+            return false;
+        };
+        match file.try_lock() {
+            Ok(()) => false,
+            Err(TryLockError::WouldBlock) => true,
+            Err(TryLockError::Error(e)) => panic!("probing the lock: {e}"),
+        }
+    }
+
+    /// Temporary files of an atomic replace of the session's record.
+    pub fn temp_files(&self, profile: &str) -> Vec<PathBuf> {
+        let prefix = format!(".{profile}.json.");
+        let Ok(entries) = std::fs::read_dir(self.path().join("sessions")) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                name.starts_with(&prefix) && name.ends_with(".tmp")
+            })
+            .map(|e| e.path())
+            .collect()
+    }
+
     /// Imports `json` as `profile` for the provider at `issuer`.
     pub fn login(&self, profile: &str, issuer: &str, json: &Value) -> Run {
         let file = self.input(&format!("import-{profile}.json"), &json.to_string());
@@ -149,6 +217,17 @@ impl Home {
         .unwrap();
     }
 
+    /// Replaces the record the way a writer that ignores the lock would, but
+    /// atomically (a temporary file renamed over it), so readers never see half.
+    pub fn replace_record(&self, profile: &str, record: &Value) {
+        let temp = self
+            .path()
+            .join("sessions")
+            .join(format!("foreign-{profile}.new"));
+        std::fs::write(&temp, serde_json::to_vec_pretty(record).unwrap()).unwrap();
+        std::fs::rename(&temp, self.record_path(profile)).unwrap();
+    }
+
     /// Moves the stored token's clock: as if `by` had passed since it was issued.
     pub fn age_record(&self, profile: &str, expires_in: i64, lifetime: i64) {
         let mut record = self.record(profile);
@@ -156,6 +235,89 @@ impl Home {
         record["expires_at"] = instant(now + SignedDuration::from_secs(expires_in));
         record["issued_at"] = instant(now + SignedDuration::from_secs(expires_in - lifetime));
         self.write_record(profile, &record);
+    }
+}
+
+/// Polls `condition` every few milliseconds until it holds; panics after `bound`.
+pub fn wait_until(what: &str, bound: Duration, mut condition: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !condition() {
+        assert!(
+            started.elapsed() < bound,
+            "gave up after {bound:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Sends a signal by name (`STOP`, `CONT`) to a process.
+pub fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{name} {pid} failed");
+}
+
+impl Idp {
+    /// Makes every token request (not discovery) fail with `kind`.
+    pub fn fail_with(&self, kind: authkeep_devidp::FaultKind) {
+        self.set_faults(Faults {
+            kind: Some(kind),
+            ..Faults::default()
+        });
+    }
+
+    pub fn revoke_grant_of(&self, token: &str) -> bool {
+        self.get().revoke_grant_of(token)
+    }
+}
+
+impl Home {
+    /// Runs `authkeep` and measures how long it took.
+    pub fn run_timed(&self, args: &[&str]) -> (Run, std::time::Duration) {
+        let started = std::time::Instant::now();
+        let run = self.run(args);
+        (run, started.elapsed())
+    }
+
+    /// Moves a recorded back-off into the past, as if its wait had passed.
+    pub fn end_back_off(&self, profile: &str) {
+        let mut record = self.record(profile);
+        record["health"]["next_attempt_at"] =
+            instant(Timestamp::now() - SignedDuration::from_secs(1));
+        self.write_record(profile, &record);
+    }
+
+    /// Makes the stored tokens look obtained `secs` ago.
+    pub fn age_obtained(&self, profile: &str, secs: i64) {
+        let mut record = self.record(profile);
+        record["obtained_at"] = instant(Timestamp::now() - SignedDuration::from_secs(secs));
+        self.write_record(profile, &record);
+    }
+
+    /// Takes the session's cross-process lock, as another `authkeep` refreshing
+    /// it would, until the returned file is dropped.
+    pub fn hold_lock(&self, profile: &str) -> std::fs::File {
+        std::fs::create_dir_all(self.path().join("sessions")).unwrap();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(self.lock_path(profile))
+            .unwrap();
+        file.lock().unwrap();
+        file
+    }
+
+    /// `authkeep status --json` for one profile, whatever its exit code.
+    pub fn status_of(&self, profile: &str) -> Value {
+        let run = self.run(&["status", "--json", "--profile", profile]);
+        let all: Value = serde_json::from_str(&run.stdout())
+            .unwrap_or_else(|e| panic!("status --json: {e}: {}", run.stderr()));
+        all["profiles"][0].clone()
     }
 }
 
@@ -177,6 +339,11 @@ impl Run {
 
     pub fn stderr(&self) -> String {
         String::from_utf8(self.0.stderr.clone()).unwrap()
+    }
+
+    /// The lines written to stderr.
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr().lines().map(str::to_owned).collect()
     }
 
     /// Asserts success and returns stdout without its final newline.

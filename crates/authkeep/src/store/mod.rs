@@ -19,7 +19,7 @@ pub use file::{FileGuard, FileStore};
 pub use memory::{MemoryGuard, MemoryStore};
 
 /// Proof that a session's lock is held.
-pub trait Guard: Send + Sync {
+pub trait Guard: Send + Sync + std::fmt::Debug {
     /// The session the lock is for.
     fn key(&self) -> &SessionKey;
 }

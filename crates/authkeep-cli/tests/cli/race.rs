@@ -1,0 +1,567 @@
+//! One refresh per session across processes, and nothing lost on a crash: many
+//! `authkeep token` processes released at the same instant, a lock holder killed
+//! or stopped mid-refresh, a foreign writer rotating the session during a refresh,
+//! and refreshes killed at random instants.
+//!
+//! Tokens are compared, never printed: failure messages carry stderr only.
+
+use std::io::{Read as _, Write as _};
+use std::os::unix::process::ExitStatusExt as _;
+use std::process::{Child, Output, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use authkeep::{FileStore, SessionKey};
+use authkeep_devidp::{Config, Counters, FaultKind, Faults};
+use jiff::{SignedDuration, Timestamp};
+
+use crate::harness::{Home, Idp, instant, signal, text, wait_until};
+
+const PROFILE: &str = "default";
+const REFRESH: &str = "refresh_token";
+
+/// How long a test waits for a process to reach a state before it fails.
+const STATE_BOUND: Duration = Duration::from_secs(20);
+
+/// The tests that start hundreds of processes, or time kills against how long a
+/// run takes, take turns: on two cores they would otherwise skew each other.
+static HEAVY: Mutex<()> = Mutex::new(());
+
+fn heavy() -> MutexGuard<'static, ()> {
+    HEAVY.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn stderr_of(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn token_of(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone())
+        .unwrap()
+        .trim_end_matches('\n')
+        .to_owned()
+}
+
+fn stored(home: &Home, field: &str) -> String {
+    text(&home.record(PROFILE), field)
+}
+
+/// Counter differences over one step.
+struct Delta {
+    requests: u64,
+    ok: u64,
+    invalid_grant: u64,
+    revoked: u64,
+}
+
+fn delta(before: &Counters, after: &Counters) -> Delta {
+    Delta {
+        requests: after.token_requests_for(REFRESH) - before.token_requests_for(REFRESH),
+        ok: after.outcome(REFRESH, "ok") - before.outcome(REFRESH, "ok"),
+        invalid_grant: after.outcome(REFRESH, "invalid_grant")
+            - before.outcome(REFRESH, "invalid_grant"),
+        revoked: after.grants_revoked - before.grants_revoked,
+    }
+}
+
+/// Starts `n` `authkeep token` processes, waits until every one is parked on its
+/// stdin, releases them all with one write to the pipe they share, and returns
+/// their outputs and the time from the release to the last exit.
+fn release_at_once(home: &Home, n: usize) -> (Vec<Output>, Duration) {
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    let mut children: Vec<Child> = (0..n)
+        .map(|_| {
+            home.command_held_until_stdin(&["token"])
+                .stdin(reader.try_clone().unwrap())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    drop(reader);
+    for child in &mut children {
+        let mut ready = [0u8];
+        child
+            .stdout
+            .as_mut()
+            .unwrap()
+            .read_exact(&mut ready)
+            .unwrap();
+        assert_eq!(&ready, b"r");
+    }
+    // One write of n newlines (far below PIPE_BUF, so atomic) releases every
+    // process at the same instant.
+    let released = Instant::now();
+    writer.write_all(&vec![b'\n'; n]).unwrap();
+    drop(writer);
+    let outputs: Vec<Output> = children
+        .into_iter()
+        .map(|child| child.wait_with_output().unwrap())
+        .collect();
+    (outputs, released.elapsed())
+}
+
+fn median(mut values: Vec<Duration>) -> Duration {
+    values.sort();
+    values[values.len() / 2]
+}
+
+/// N processes, five trials each, on one session whose token is inside its
+/// refresh window: exactly one refresh request per trial, nothing rejected or
+/// revoked, every process prints the one token the winner stored.
+fn one_refresh_per_race(config: Config, label: &str) {
+    const TRIALS: usize = 5;
+    let _turn = heavy();
+    let idp = Idp::start(config);
+    let home = Home::new();
+    home.login(PROFILE, idp.issuer(), &idp.session()).ok();
+    for n in [8, 32, 128] {
+        let mut walls = Vec::new();
+        let mut refreshes = Vec::new();
+        for trial in 1..=TRIALS {
+            // 100 s left of 3600 s: inside the default 5 min window.
+            home.age_record(PROFILE, 100, 3600);
+            let old_refresh = stored(&home, "refresh_token");
+            let before = idp.counters();
+            let (outputs, wall) = release_at_once(&home, n);
+            let d = delta(&before, &idp.counters());
+            for (i, output) in outputs.iter().enumerate() {
+                assert_eq!(
+                    output.status.code(),
+                    Some(0),
+                    "{label} N={n} trial {trial}: process {i} failed: {}",
+                    stderr_of(output)
+                );
+            }
+            let served = token_of(&outputs[0]);
+            assert!(!served.is_empty(), "{label} N={n} trial {trial}: no token");
+            let different = outputs.iter().filter(|o| token_of(o) != served).count();
+            assert_eq!(
+                different, 0,
+                "{label} N={n} trial {trial}: processes printed different tokens"
+            );
+            assert!(
+                served == stored(&home, "access_token"),
+                "{label} N={n} trial {trial}: the token printed is not the one stored"
+            );
+            assert_eq!(
+                d.requests, 1,
+                "{label} N={n} trial {trial}: refresh requests"
+            );
+            assert_eq!(d.ok, 1, "{label} N={n} trial {trial}: successful refreshes");
+            assert_eq!(
+                d.invalid_grant, 0,
+                "{label} N={n} trial {trial}: invalid_grant"
+            );
+            assert_eq!(
+                idp.counters().grants_revoked,
+                0,
+                "{label}: a grant was revoked"
+            );
+            assert!(
+                idp.is_active(&served),
+                "{label} N={n} trial {trial}: the provider rejects the token served"
+            );
+            let new_refresh = stored(&home, "refresh_token");
+            assert!(
+                new_refresh != old_refresh,
+                "{label} N={n} trial {trial}: the rotated refresh token was not stored"
+            );
+            assert!(
+                idp.is_active(&new_refresh),
+                "{label} N={n} trial {trial}: the stored refresh token does not work"
+            );
+            walls.push(wall);
+            refreshes.push(d.requests);
+        }
+        eprintln!(
+            "race {label}: N={n} trials={TRIALS} refresh requests per trial={refreshes:?} \
+             release-to-last-exit median={:?} min={:?} max={:?}",
+            median(walls.clone()),
+            walls.iter().min().unwrap(),
+            walls.iter().max().unwrap(),
+        );
+    }
+    // Waiters used what the winner stored without any request of their own; even
+    // the winners after the first used the cached provider metadata.
+    assert_eq!(idp.counters().discovery_requests, 1, "{label}");
+}
+
+#[test]
+fn processes_released_at_once_cause_one_refresh() {
+    one_refresh_per_race(Config::default(), "atomic provider");
+}
+
+#[test]
+fn processes_released_at_once_cause_one_refresh_with_a_parallel_provider() {
+    let config = Config {
+        parallel_latency: Some(Duration::from_millis(50)),
+        ..Config::default()
+    };
+    one_refresh_per_race(config, "parallel provider");
+}
+
+/// A session inside its window, and a provider that never answers refreshes, so
+/// a process that starts one sits in the request holding the lock.
+fn session_with_hanging_provider() -> (Idp, Home, serde_json::Value) {
+    let idp = Idp::start(Config::default());
+    let home = Home::new();
+    let session = idp.session();
+    home.login(PROFILE, idp.issuer(), &session).ok();
+    home.age_record(PROFILE, 100, 3600);
+    idp.set_faults(Faults {
+        kind: Some(FaultKind::Hang),
+        ..Faults::default()
+    });
+    (idp, home, session)
+}
+
+/// Starts `authkeep token` and returns once its refresh request is at the
+/// provider, which holds it.
+fn holder_in_flight(idp: &Idp, home: &Home) -> Child {
+    let holder = home
+        .command(&["token"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the holder's refresh request", STATE_BOUND, || {
+        idp.counters().outcome(REFRESH, "fault") == 1
+    });
+    assert!(home.lock_is_held(PROFILE), "the holder holds the lock");
+    holder
+}
+
+#[test]
+fn a_lock_holder_killed_mid_refresh_lets_the_next_caller_proceed_at_once() {
+    let (idp, home, session) = session_with_hanging_provider();
+    let mut holder = holder_in_flight(&idp, &home);
+    holder.kill().unwrap();
+    assert_eq!(holder.wait().unwrap().signal(), Some(9));
+    idp.clear_faults();
+
+    let started = Instant::now();
+    let next = home
+        .command(&["token", "--lock-timeout", "30s"])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(next.status.code(), Some(0), "{}", stderr_of(&next));
+    assert!(
+        took < Duration::from_secs(5),
+        "the next caller took {took:?}, as if it had waited for the dead holder's lock"
+    );
+    let served = token_of(&next);
+    assert!(served != text(&session, "access_token"), "it refreshed");
+    assert!(idp.is_active(&served));
+    assert!(idp.is_active(&stored(&home, "refresh_token")));
+    let counters = idp.counters();
+    assert_eq!(counters.outcome(REFRESH, "ok"), 1);
+    assert_eq!(counters.outcome(REFRESH, "invalid_grant"), 0);
+    assert_eq!(counters.grants_revoked, 0);
+    assert!(!home.lock_is_held(PROFILE));
+}
+
+#[test]
+fn a_stopped_lock_holder_makes_waiters_give_up_at_the_lock_timeout() {
+    let (idp, home, _session) = session_with_hanging_provider();
+    let mut holder = holder_in_flight(&idp, &home);
+    signal(holder.id(), "STOP");
+
+    // Still valid (inside the window): the stored token, with a warning.
+    let valid = stored(&home, "access_token");
+    let started = Instant::now();
+    let served = home
+        .command(&["token", "--lock-timeout", "1s"])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let stderr = stderr_of(&served);
+    assert_eq!(served.status.code(), Some(0), "{stderr}");
+    assert!(token_of(&served) == valid, "the stored token is served");
+    assert!(
+        stderr.contains("serving the stored token") && stderr.contains("--lock-timeout"),
+        "{stderr}"
+    );
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(5),
+        "took {took:?}"
+    );
+
+    // Expired: retry later, naming the setting; the bound comes from the
+    // environment this time.
+    home.age_record(PROFILE, -10, 600);
+    let started = Instant::now();
+    let failed = home
+        .command(&["token"])
+        .env("AUTHKEEP_LOCK_TIMEOUT", "1s")
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let stderr = stderr_of(&failed);
+    assert_eq!(failed.status.code(), Some(4), "{stderr}");
+    assert!(failed.stdout.is_empty());
+    assert!(
+        stderr.contains("--lock-timeout") && stderr.contains("AUTHKEEP_LOCK_TIMEOUT"),
+        "{stderr}"
+    );
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(5),
+        "took {took:?}"
+    );
+
+    idp.clear_faults();
+    signal(holder.id(), "CONT");
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+
+    // Nothing was lost: the next call refreshes the expired token.
+    let after = home.command(&["token"]).output().unwrap();
+    assert_eq!(after.status.code(), Some(0), "{}", stderr_of(&after));
+    assert!(idp.is_active(&token_of(&after)));
+    let counters = idp.counters();
+    assert_eq!(counters.outcome(REFRESH, "ok"), 1);
+    assert_eq!(counters.outcome(REFRESH, "invalid_grant"), 0);
+    assert_eq!(counters.grants_revoked, 0);
+}
+
+#[test]
+fn a_session_rotated_by_a_foreign_writer_during_a_refresh_is_used_not_deleted() {
+    let idp = Idp::start(Config::default());
+    let home = Home::new();
+    let first = idp.session();
+    home.login(PROFILE, idp.issuer(), &first).ok();
+    home.age_record(PROFILE, 100, 3600);
+    // The foreign writer logged in elsewhere, which ended the old grant, and
+    // writes the new session without taking the lock.
+    assert!(idp.get().revoke_grant_of(&text(&first, "refresh_token")));
+    let second = idp.session();
+    let mut record = home.record(PROFILE);
+    for field in ["access_token", "refresh_token", "id_token"] {
+        record[field] = second[field].clone();
+    }
+    let now = Timestamp::now();
+    record["expires_at"] = instant(now + SignedDuration::from_secs(300));
+    record["issued_at"] = instant(now);
+    idp.set_faults(Faults {
+        latency_ms: 400,
+        include_discovery: true,
+        ..Faults::default()
+    });
+    let child = home
+        .command(&["token", "-v"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Discovery comes after the read under the lock, and is counted on arrival;
+    // the provider then holds it and the refresh request 400 ms each, so the
+    // write lands between the read and the refresh's answer.
+    wait_until("the refresh to start", STATE_BOUND, || {
+        idp.counters().discovery_requests == 1
+    });
+    home.replace_record(PROFILE, &record);
+
+    let output = child.wait_with_output().unwrap();
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        token_of(&output) == text(&second, "access_token"),
+        "the newer session's token is served: {stderr}"
+    );
+    assert!(
+        stderr.contains("another process refreshed the session"),
+        "{stderr}"
+    );
+    assert!(
+        stored(&home, "refresh_token") == text(&second, "refresh_token")
+            && stored(&home, "access_token") == text(&second, "access_token"),
+        "the record holds the newer session"
+    );
+    assert!(idp.is_active(&text(&second, "refresh_token")));
+    let counters = idp.counters();
+    assert_eq!(counters.outcome(REFRESH, "invalid_grant"), 1);
+    assert_eq!(counters.outcome(REFRESH, "ok"), 0);
+    assert_eq!(
+        counters.grants_revoked, 1,
+        "only the grant the writer revoked"
+    );
+}
+
+/// A small deterministic generator (splitmix64), seeded from the clock; the seed
+/// is printed so that a failing run can be repeated.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, bound: u64) -> u64 {
+        self.next() % bound.max(1)
+    }
+}
+
+#[test]
+fn refreshes_killed_at_random_instants_lose_only_what_the_provider_rotated_unwritten() {
+    const CYCLES: usize = 200;
+    let _turn = heavy();
+    let idp = Idp::start(Config::default());
+    idp.set_faults(Faults {
+        latency_ms: 3,
+        ..Faults::default()
+    });
+    let home = Home::new();
+    let store = FileStore::new(home.path().join("sessions"));
+    let key = SessionKey::new(PROFILE).unwrap();
+    home.login(PROFILE, idp.issuer(), &idp.session()).ok();
+
+    // Each cycle puts the token inside its window and runs `authkeep token`. (A
+    // forced refresh would not do: it shares a refresh made moments ago.) Kill
+    // instants are spread over the life of an uninterrupted run: the median of
+    // the last few, so that the spread follows the machine's load.
+    let mut recent: Vec<Duration> = (0..3)
+        .map(|_| {
+            home.age_record(PROFILE, 100, 3600);
+            let started = Instant::now();
+            let run = home.command(&["token"]).output().unwrap();
+            assert_eq!(run.status.code(), Some(0), "{}", stderr_of(&run));
+            started.elapsed()
+        })
+        .collect();
+    let mut spans = Vec::new();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let mut rng = Rng(seed);
+
+    let started = Instant::now();
+    let (mut lost, mut in_window, mut finished_before_kill, mut leftovers) = (0, 0, 0, 0);
+    for cycle in 0..CYCLES {
+        let refresh_before = stored(&home, "refresh_token");
+        let before = idp.counters();
+        let span = median(recent.clone());
+        spans.push(span);
+        let delay = Duration::from_micros(rng.below(span.as_micros() as u64));
+        home.age_record(PROFILE, 100, 3600);
+        let mut victim = home
+            .command(&["token"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        victim.kill().unwrap();
+        if victim.wait().unwrap().signal().is_none() {
+            finished_before_kill += 1;
+        }
+
+        let after_kill = store
+            .load_blocking(&key)
+            .unwrap_or_else(|e| panic!("cycle {cycle}: the store does not parse: {e}"))
+            .expect("the record is never removed");
+        let refresh_after_kill = after_kill
+            .record
+            .tokens
+            .as_ref()
+            .and_then(|t| t.refresh_token.as_ref())
+            .map(|rt| rt.expose_secret().to_owned())
+            .expect("the killed process removed no token");
+        if !home.temp_files(PROFILE).is_empty() {
+            leftovers += 1;
+        }
+
+        home.age_record(PROFILE, 100, 3600);
+        let next_started = Instant::now();
+        let next = home
+            .command(&["token", "-v", "--lock-timeout", "5s"])
+            .stdout(Stdio::null())
+            .output()
+            .unwrap();
+        if recent.len() == 9 {
+            recent.remove(0);
+        }
+        recent.push(next_started.elapsed());
+        let code = next.status.code();
+        let d = delta(&before, &idp.counters());
+        assert!(
+            home.temp_files(PROFILE).is_empty(),
+            "cycle {cycle}: a temporary file outlived the next lock holder"
+        );
+        // The next call made one request; whatever else succeeded was the victim's.
+        let next_ok = u64::from(code == Some(0));
+        assert_eq!(
+            d.requests,
+            d.ok + d.invalid_grant,
+            "cycle {cycle}: no faults expected"
+        );
+        assert!(
+            d.ok >= next_ok,
+            "cycle {cycle}: the next call did not refresh: {}",
+            stderr_of(&next)
+        );
+        let victim_rotated = d.ok - next_ok == 1;
+        let unwritten = victim_rotated && refresh_after_kill == refresh_before;
+        if unwritten {
+            in_window += 1;
+        }
+        match code {
+            Some(0) => {
+                assert!(
+                    !unwritten,
+                    "cycle {cycle}: a rotation never written did not end the session"
+                );
+                assert_eq!(
+                    (d.ok, d.invalid_grant, d.revoked),
+                    (next_ok + u64::from(victim_rotated), 0, 0),
+                    "cycle {cycle} (victim waited {delay:?}, refresh token changed: {}): {}",
+                    refresh_after_kill != refresh_before,
+                    stderr_of(&next)
+                );
+                assert!(
+                    idp.is_active(&stored(&home, "refresh_token")),
+                    "cycle {cycle}: the stored refresh token does not work"
+                );
+            }
+            Some(3) => {
+                lost += 1;
+                assert!(
+                    unwritten,
+                    "cycle {cycle}: the session was lost although the victim's kill did not fall \
+                     between the provider's rotation and the durable write: {}",
+                    stderr_of(&next)
+                );
+                assert_eq!(
+                    (d.ok, d.invalid_grant, d.revoked),
+                    (1, 1, 1),
+                    "cycle {cycle}"
+                );
+                let ended = store.load_blocking(&key).unwrap().unwrap();
+                assert!(
+                    ended.record.tokens.is_none(),
+                    "cycle {cycle}: tokens removed"
+                );
+                home.login(PROFILE, idp.issuer(), &idp.session()).ok();
+            }
+            other => panic!(
+                "cycle {cycle}: the next call exited {other:?}: {}",
+                stderr_of(&next)
+            ),
+        }
+    }
+    eprintln!(
+        "crash loop: seed={seed} cycles={CYCLES} kill delays from 0 to a median span of {:?} \
+         finished before the kill={finished_before_kill} kills between rotation and durable \
+         write={in_window} sessions lost={lost} kills leaving a temporary file={leftovers} \
+         time={:?}",
+        median(spans),
+        started.elapsed()
+    );
+    assert_eq!(lost, in_window);
+}

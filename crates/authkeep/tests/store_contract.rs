@@ -1,0 +1,146 @@
+//! The store contract, run against every backend: load with generation,
+//! compare-and-swap writes under the lock, compare-and-delete, list, lock waits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use authkeep::store::{FileStore, MemoryStore, Store};
+use authkeep::token::{ExpirySource, Origin};
+use authkeep::{AccessToken, Client, Record, RefreshToken, SessionKey, StoreError, TokenSet};
+use jiff::Timestamp;
+
+fn key(name: &str) -> SessionKey {
+    SessionKey::new(name).unwrap()
+}
+
+fn record(access: &str, refresh: &str) -> Record {
+    let now: Timestamp = "2026-06-01T12:00:00Z".parse().unwrap();
+    Record {
+        client: Some(Client {
+            issuer: "https://idp.example".into(),
+            client_id: "cli".into(),
+            ..Client::default()
+        }),
+        tokens: Some(TokenSet {
+            access_token: AccessToken::new(access),
+            token_type: "Bearer".into(),
+            refresh_token: Some(RefreshToken::new(refresh)),
+            scope: Some("openid".into()),
+            id_token: None,
+            expires_at: Some(now + jiff::SignedDuration::from_secs(3600)),
+            issued_at: Some(now),
+            refresh_expires_at: None,
+            expiry_source: ExpirySource::ExpiresIn,
+            obtained_at: now,
+            origin: Origin::Refresh,
+        }),
+        ..Record::default()
+    }
+}
+
+const WAIT: Duration = Duration::from_secs(5);
+
+async fn contract<S: Store>(store: S) {
+    let a = key("alpha");
+    assert_eq!(store.load(&a).await.unwrap(), None);
+    assert!(store.list().await.unwrap().is_empty());
+
+    // Create: expected None → generation 1, read back exactly.
+    let guard = store.lock(&a, WAIT, || {}).await.unwrap();
+    let first = record("at-1", "rt-1");
+    assert_eq!(store.write(&guard, None, &first).await.unwrap(), 1);
+    let loaded = store.load(&a).await.unwrap().unwrap();
+    assert_eq!(loaded.generation, 1);
+    assert_eq!(loaded.record, first);
+
+    // Compare-and-swap: a stale generation is refused and changes nothing.
+    let second = record("at-2", "rt-2");
+    assert!(matches!(
+        store.write(&guard, None, &second).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store.write(&guard, Some(7), &second).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.load(&a).await.unwrap().unwrap().record, first);
+    assert_eq!(store.write(&guard, Some(1), &second).await.unwrap(), 2);
+    assert_eq!(store.load(&a).await.unwrap().unwrap().record, second);
+
+    // Compare-and-delete.
+    assert!(matches!(
+        store.remove(&guard, 1).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(store.load(&a).await.unwrap().is_some());
+    drop(guard);
+
+    // The lock is exclusive and its wait is bounded; waiting is reported once.
+    let held = store.lock(&a, WAIT, || {}).await.unwrap();
+    let mut told = 0;
+    let timed_out = store
+        .lock(&a, Duration::from_millis(50), || told += 1)
+        .await;
+    assert!(
+        matches!(timed_out, Err(StoreError::LockTimeout { .. })),
+        "{timed_out:?}"
+    );
+    assert_eq!(told, 1);
+    // Another session is not blocked by it.
+    let b = key("beta");
+    let other = store
+        .lock(&b, Duration::from_millis(50), || {})
+        .await
+        .unwrap();
+    store.write(&other, None, &record("b", "rb")).await.unwrap();
+    drop(other);
+    assert_eq!(store.list().await.unwrap(), vec![a.clone(), b.clone()]);
+
+    store.remove(&held, 2).await.unwrap();
+    assert_eq!(store.load(&a).await.unwrap(), None);
+    assert_eq!(store.list().await.unwrap(), vec![b]);
+    drop(held);
+}
+
+#[tokio::test]
+async fn file_store_keeps_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    contract(FileStore::new(dir.path().join("sessions"))).await;
+}
+
+#[tokio::test]
+async fn memory_store_keeps_the_contract() {
+    contract(MemoryStore::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_locker_gets_the_lock_when_it_is_released() {
+    async fn check<S: Store>(store: Arc<S>) {
+        let a = key("alpha");
+        let held = store.lock(&a, WAIT, || {}).await.unwrap();
+        let waiter = {
+            let store = store.clone();
+            let a = a.clone();
+            tokio::spawn(async move { store.lock(&a, WAIT, || {}).await.map(|_| ()) })
+        };
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(!waiter.is_finished());
+        drop(held);
+        waiter.await.unwrap().unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    check(Arc::new(FileStore::new(dir.path()))).await;
+    check(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn file_store_lock_belongs_to_the_open_file_not_the_process() {
+    // Two stores on one directory in one process contend like two processes.
+    let dir = tempfile::tempdir().unwrap();
+    let (one, two) = (FileStore::new(dir.path()), FileStore::new(dir.path()));
+    let _held = one.lock(&key("s"), WAIT, || {}).await.unwrap();
+    assert!(matches!(
+        two.lock(&key("s"), Duration::from_millis(30), || {}).await,
+        Err(StoreError::LockTimeout { .. })
+    ));
+}
