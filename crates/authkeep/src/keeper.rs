@@ -612,12 +612,13 @@ impl<S: Store> Keeper<S> {
     fn cached_metadata(&self, issuer: &str, now: Timestamp) -> Option<Metadata> {
         let fresh =
             |fetched: Timestamp| now < fetched + self.settings.discovery_ttl && fetched <= now;
-        let memory = self.metadata.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((metadata, fetched)) = memory.get(issuer).filter(|(_, f)| fresh(*f)) {
-            let _ = fetched;
-            return Some(metadata.clone());
+        let in_memory = {
+            let memory = self.metadata.lock().unwrap_or_else(|p| p.into_inner());
+            memory.get(issuer).filter(|(_, fetched)| fresh(*fetched)).map(|(m, _)| m.clone())
+        };
+        if in_memory.is_some() {
+            return in_memory;
         }
-        drop(memory);
         let bytes = std::fs::read(self.metadata_cache_path(issuer)?).ok()?;
         let cached: CachedMetadata = serde_json::from_slice(&bytes).ok()?;
         (cached.metadata.issuer == issuer && fresh(cached.fetched_at)).then_some(cached.metadata)
