@@ -86,14 +86,7 @@ fn main() -> ExitCode {
 /// the token command's own arguments only; the result is the same.
 fn parse(args: Vec<OsString>) -> (Command, names::VerbosityArgs) {
     if args.get(1).is_some_and(|a| a == "token") {
-        let command = clap::Command::new("token")
-            .bin_name("authkeep token")
-            .about(commands::token::ABOUT)
-            .version(env!("CARGO_PKG_VERSION"))
-            .max_term_width(100);
-        let command =
-            names::VerbosityArgs::augment_args(commands::token::Args::augment_args(command));
-        let parsed = command
+        let parsed = token_command()
             .try_get_matches_from(&args[1..])
             .and_then(|matches| {
                 Ok((
@@ -108,6 +101,18 @@ fn parse(args: Vec<OsString>) -> (Command, names::VerbosityArgs) {
     }
     let cli = Cli::parse_from(args);
     (cli.command, cli.verbosity)
+}
+
+/// `authkeep token` alone, for the fast path of [`parse`].
+fn token_command() -> clap::Command {
+    names::VerbosityArgs::augment_args(commands::token::Args::augment_args(clap::Command::new(
+        "token",
+    )))
+    // Set after the arguments, whose doc comments would otherwise name the command.
+    .about(commands::token::ABOUT)
+    .bin_name("authkeep token")
+    .version(env!("CARGO_PKG_VERSION"))
+    .max_term_width(100)
 }
 
 /// A runtime for the commands that need the network; the warm path of `token`
@@ -161,6 +166,13 @@ mod tests {
         ] {
             assert_eq!(fast(args), full(args), "{args:?}");
         }
+    }
+
+    #[test]
+    fn the_token_fast_path_explains_the_command() {
+        let help = token_command().render_help().to_string();
+        assert!(help.starts_with("Print a usable access token"), "{help}");
+        token_command().debug_assert();
     }
 
     #[test]

@@ -614,7 +614,10 @@ impl<S: Store> Keeper<S> {
             |fetched: Timestamp| now < fetched + self.settings.discovery_ttl && fetched <= now;
         let in_memory = {
             let memory = self.metadata.lock().unwrap_or_else(|p| p.into_inner());
-            memory.get(issuer).filter(|(_, fetched)| fresh(*fetched)).map(|(m, _)| m.clone())
+            memory
+                .get(issuer)
+                .filter(|(_, fetched)| fresh(*fetched))
+                .map(|(m, _)| m.clone())
         };
         if in_memory.is_some() {
             return in_memory;
