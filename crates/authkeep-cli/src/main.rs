@@ -85,6 +85,10 @@ fn main() -> ExitCode {
 /// more than that, so a command line that starts with `token` is parsed with
 /// the token command's own arguments only; the result is the same.
 fn parse(args: Vec<OsString>) -> (Command, names::VerbosityArgs) {
+    let is_set = |name: &str| std::env::var_os(name).is_some();
+    if let Some((token, verbosity)) = commands::token::Args::parse_common(&args[1..], is_set) {
+        return (Command::Token(token), verbosity);
+    }
     if args.get(1).is_some_and(|a| a == "token") {
         let parsed = token_command()
             .try_get_matches_from(&args[1..])
@@ -166,6 +170,62 @@ mod tests {
         ] {
             assert_eq!(fast(args), full(args), "{args:?}");
         }
+    }
+
+    #[test]
+    fn the_common_token_invocation_reads_like_clap() {
+        let forms: &[&[&str]] = &[
+            &["authkeep", "token"],
+            &["authkeep", "token", "--json"],
+            &["authkeep", "token", "--profile", "work"],
+            &["authkeep", "token", "-p", "work", "--json"],
+            &["authkeep", "token", "--profile=work.prod", "-v"],
+            &[
+                "authkeep",
+                "token",
+                "--quiet",
+                "--json",
+                "--profile",
+                "a_b-c",
+            ],
+        ];
+        let none_set = |_: &str| false;
+        let unset = !commands::token::SETTING_VARIABLES
+            .iter()
+            .any(|n| std::env::var_os(n).is_some());
+        for args in forms {
+            let os: Vec<OsString> = args.iter().map(OsString::from).collect();
+            let (token, verbosity) = commands::token::Args::parse_common(&os[1..], none_set)
+                .unwrap_or_else(|| panic!("{args:?} is a common invocation"));
+            if unset {
+                // clap reads the same variables; compare only where none is set.
+                assert_eq!(
+                    format!("{:?} {verbosity:?}", Command::Token(token)),
+                    full(args),
+                    "{args:?}"
+                );
+            }
+        }
+        let left_to_clap: &[&[&str]] = &[
+            &["authkeep", "token", "--min-valid", "5m"],
+            &["authkeep", "token", "--json", "--json"],
+            &["authkeep", "token", "-v", "-q"],
+            &["authkeep", "token", "--profile"],
+            &["authkeep", "token", "--profile", "--json"],
+            &["authkeep", "token", "-p", "a", "-p", "b"],
+            &["authkeep", "token", "--help"],
+            &["authkeep", "token", "extra"],
+            &["authkeep", "status"],
+        ];
+        for args in left_to_clap {
+            let os: Vec<OsString> = args.iter().map(OsString::from).collect();
+            assert!(
+                commands::token::Args::parse_common(&os[1..], none_set).is_none(),
+                "{args:?}"
+            );
+        }
+        let os: Vec<OsString> = ["token"].iter().map(OsString::from).collect();
+        assert!(commands::token::Args::parse_common(&os, |n| n == names::ENV_TIMEOUT).is_none());
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! `authkeep token`: print a usable access token, refreshing it first when due.
 
+use std::ffi::OsString;
+
 use anyhow::Result;
 use authkeep::token::format_instant;
 use authkeep::{Demand, EventSink};
 use jiff::SignedDuration;
 
 use crate::config::{self, session_key};
-use crate::names::{NetworkArgs, PolicyArgs, ProfileArg, parse_duration};
+use crate::names::{self, NetworkArgs, PolicyArgs, ProfileArg, VerbosityArgs, parse_duration};
 use crate::printer::{self, Level};
 
 /// What `authkeep token` does, for `--help`.
@@ -33,6 +35,71 @@ pub struct Args {
     policy: PolicyArgs,
     #[command(flatten)]
     network: NetworkArgs,
+}
+
+/// The variables that set `token` arguments; the common-invocation reader leaves
+/// any command line to clap while one of them is set.
+pub const SETTING_VARIABLES: [&str; 6] = [
+    names::ENV_PROFILE,
+    names::ENV_REFRESH_THRESHOLD,
+    names::ENV_REFRESH_FRACTION,
+    names::ENV_LOCK_TIMEOUT,
+    names::ENV_CONNECT_TIMEOUT,
+    names::ENV_TIMEOUT,
+];
+
+impl Args {
+    /// Reads the common invocation without clap: `token` with any of `--json`,
+    /// `--profile NAME` (`-p NAME`, `--profile=NAME`), `-v`/`--verbose` or
+    /// `-q`/`--quiet`, each at most once, and none of the setting variables in the
+    /// environment (`is_set` says which are). Anything else is `None`, for clap.
+    ///
+    /// Written by hand because on the warm path clap is the largest body of code
+    /// the process would touch: building and running its parser costs more than
+    /// reading the record. A unit test holds it to clap's result for every form.
+    pub fn parse_common(
+        args: &[OsString],
+        is_set: impl Fn(&str) -> bool,
+    ) -> Option<(Self, VerbosityArgs)> {
+        if SETTING_VARIABLES.iter().any(|name| is_set(name)) {
+            return None;
+        }
+        let mut profile = None;
+        let (mut json, mut verbose, mut quiet) = (false, false, false);
+        let mut rest = args.iter().map(|a| a.to_str());
+        if rest.next()? != Some("token") {
+            return None;
+        }
+        while let Some(arg) = rest.next() {
+            let seen = match arg? {
+                "--json" => std::mem::replace(&mut json, true),
+                "-v" | "--verbose" => std::mem::replace(&mut verbose, true),
+                "-q" | "--quiet" => std::mem::replace(&mut quiet, true),
+                "-p" | "--profile" => {
+                    let value = rest.next()??;
+                    profile.replace(value.to_owned()).is_some() || value.starts_with('-')
+                }
+                other => {
+                    let value = other.strip_prefix("--profile=")?;
+                    profile.replace(value.to_owned()).is_some()
+                }
+            };
+            if seen || (verbose && quiet) {
+                return None;
+            }
+        }
+        let args = Self {
+            profile: ProfileArg {
+                profile: profile.unwrap_or_else(|| names::defaults::PROFILE.to_owned()),
+            },
+            json,
+            min_valid: None,
+            force_refresh: false,
+            policy: PolicyArgs::default(),
+            network: NetworkArgs::default(),
+        };
+        Some((args, VerbosityArgs { verbose, quiet }))
+    }
 }
 
 /// Runs the command.
