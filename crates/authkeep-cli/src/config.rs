@@ -96,7 +96,7 @@ impl ConfigFile {
 fn pick(
     flag: Option<SignedDuration>,
     file: Option<&str>,
-    default: &str,
+    default: Duration,
     name: &str,
     path: &Path,
 ) -> Result<Duration> {
@@ -104,7 +104,7 @@ fn pick(
         (Some(v), _) => v,
         (None, Some(text)) => names::parse_duration(text)
             .map_err(|e| usage(format!("{e} (setting {name} in {})", path.display())))?,
-        (None, None) => names::parse_duration(default).map_err(|e| anyhow!(e))?,
+        (None, None) => return Ok(default),
     };
     // `parse_duration` refuses negative values, so this cannot fail.
     Ok(Duration::try_from(value).unwrap_or(Duration::ZERO))

@@ -24,19 +24,22 @@ pub const ENV_CLIENT_SECRET: &str = "AUTHKEEP_CLIENT_SECRET";
 
 /// Defaults, where neither a flag, the environment nor the configuration file
 /// sets a value.
+/// (`--help` repeats them in each flag's text.)
 pub mod defaults {
+    use std::time::Duration;
+
     /// The profile.
     pub const PROFILE: &str = "default";
     /// Refresh window ceiling.
-    pub const REFRESH_THRESHOLD: &str = "5m";
+    pub const REFRESH_THRESHOLD: Duration = Duration::from_secs(5 * 60);
     /// Window share of the lifetime.
     pub const REFRESH_FRACTION: f64 = 0.5;
     /// Lock wait.
-    pub const LOCK_TIMEOUT: &str = "30s";
+    pub const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
     /// Connect time-out.
-    pub const CONNECT_TIMEOUT: &str = "5s";
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
     /// Network step time-out.
-    pub const TIMEOUT: &str = "15s";
+    pub const TIMEOUT: Duration = Duration::from_secs(15);
 }
 
 /// `--profile`.
