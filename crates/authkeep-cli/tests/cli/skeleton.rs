@@ -319,3 +319,77 @@ fn status_shows_every_profile_without_secrets() {
         "{human}"
     );
 }
+
+#[test]
+fn confidential_clients_refresh_with_basic_or_post_and_never_show_the_secret() {
+    use authkeep_devidp::{ClientConfig, SessionRequest};
+    let secret = "s3cret-client-value";
+    let idp = Idp::start(Config {
+        clients: vec![ClientConfig::new("svc", secret)],
+        ..Config::default()
+    });
+    let home = Home::new();
+    let secret_file = home.input("secret.txt", &format!("{secret}\n"));
+    for (profile, method) in [("basic", "basic"), ("post", "post")] {
+        let session = idp.get().create_session(&SessionRequest {
+            client_id: "svc".into(),
+            ..SessionRequest::default()
+        });
+        let import = home.input(&format!("{profile}.json"), &session.to_string());
+        home.run(&[
+            "login",
+            "--profile",
+            profile,
+            "--issuer",
+            idp.issuer(),
+            "--client-id",
+            "svc",
+            "--client-secret-file",
+            &secret_file,
+            "--client-auth",
+            method,
+            "--from-json",
+            &import,
+        ])
+        .ok();
+        home.age_record(profile, 100, 3600);
+        let before = idp.counters().outcome("refresh_token", "ok");
+        let run = home.run(&["token", "-v", "--profile", profile]);
+        let token = run.ok();
+        assert_eq!(
+            idp.counters().outcome("refresh_token", "ok"),
+            before + 1,
+            "{method}"
+        );
+        assert!(idp.is_active(&token));
+        assert!(!run.stderr().contains(secret) && !run.stdout().contains(secret));
+        let status = home.run(&["status", "--json", "--profile", profile]);
+        assert!(!status.stdout().contains(secret));
+    }
+    // A wrong secret is a misconfiguration: the still-valid token is served with a warning.
+    let wrong = home.input("wrong.txt", "not-the-secret");
+    let session = idp.get().create_session(&SessionRequest {
+        client_id: "svc".into(),
+        ..SessionRequest::default()
+    });
+    let import = home.input("wrong.json", &session.to_string());
+    home.run(&[
+        "login",
+        "--profile",
+        "wrong",
+        "--issuer",
+        idp.issuer(),
+        "--client-id",
+        "svc",
+        "--client-secret-file",
+        &wrong,
+        "--from-json",
+        &import,
+    ])
+    .ok();
+    home.age_record("wrong", 100, 3600);
+    let run = home.run(&["token", "--profile", "wrong"]);
+    assert_eq!(run.ok(), text(&session, "access_token"));
+    assert!(run.stderr().contains("invalid_client"), "{}", run.stderr());
+    assert!(!run.stderr().contains("not-the-secret"));
+}
