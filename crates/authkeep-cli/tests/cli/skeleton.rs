@@ -393,3 +393,45 @@ fn confidential_clients_refresh_with_basic_or_post_and_never_show_the_secret() {
     assert!(run.stderr().contains("invalid_client"), "{}", run.stderr());
     assert!(!run.stderr().contains("not-the-secret"));
 }
+
+#[test]
+fn explicit_token_endpoint_skips_discovery_and_plain_http_is_refused_off_loopback() {
+    let idp = Idp::start(Config::default());
+    let home = Home::new();
+    let import = home.input("s.json", &idp.session().to_string());
+    let endpoint = format!("{}/token", idp.issuer());
+    home.run(&[
+        "login",
+        "--issuer",
+        "https://no-discovery.example",
+        "--client-id",
+        authkeep_devidp::DEFAULT_CLIENT_ID,
+        "--token-endpoint",
+        &endpoint,
+        "--from-json",
+        &import,
+    ])
+    .ok();
+    home.age_record("default", 100, 3600);
+    let token = home.run(&["token"]).ok();
+    assert!(idp.is_active(&token));
+    assert_eq!(idp.counters().discovery_requests, 0);
+    assert_eq!(idp.counters().outcome("refresh_token", "ok"), 1);
+
+    for issuer in ["http://idp.example", "http://localhost.evil.example"] {
+        let run = home.run(&[
+            "login",
+            "--profile",
+            "x",
+            "--issuer",
+            issuer,
+            "--client-id",
+            "c",
+            "--from-json",
+            &import,
+        ]);
+        assert_eq!(run.code(), 2, "{issuer}: {}", run.stderr());
+        assert!(run.stderr().contains("plain http"), "{}", run.stderr());
+    }
+    assert!(!home.record_path("x").exists());
+}
