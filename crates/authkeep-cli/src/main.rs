@@ -82,16 +82,18 @@ fn main() -> ExitCode {
 
 /// Parses the command line. `authkeep token` is the hot path (a file read and a
 /// decision), and building the whole command tree with every subcommand costs
-/// more than that, so a command line that starts with `token` is parsed with
-/// the token command's own arguments only; the result is the same.
+/// more than that: the common invocation is read without clap, any other
+/// command line that starts with `token` is parsed with the token command's own
+/// arguments only; the result is the same as the full parser's.
 fn parse(args: Vec<OsString>) -> (Command, names::VerbosityArgs) {
+    let after_name = args.get(1..).unwrap_or_default();
     let is_set = |name: &str| std::env::var_os(name).is_some();
-    if let Some((token, verbosity)) = commands::token::Args::parse_common(&args[1..], is_set) {
+    if let Some((token, verbosity)) = commands::token::Args::parse_common(after_name, is_set) {
         return (Command::Token(token), verbosity);
     }
-    if args.get(1).is_some_and(|a| a == "token") {
+    if after_name.first().is_some_and(|a| a == "token") {
         let parsed = token_command()
-            .try_get_matches_from(&args[1..])
+            .try_get_matches_from(after_name)
             .and_then(|matches| {
                 Ok((
                     commands::token::Args::from_arg_matches(&matches)?,
