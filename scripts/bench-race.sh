@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 n=${1:-32}
 trials=${2:-11}
 
-cargo build --release --locked -q -p authkeep-cli --bin authkeep
+cargo build --release --locked -q -p authkeep-cli --bins
 bin=${CARGO_TARGET_DIR:-$PWD/target}/release/authkeep
 
 work=$(mktemp -d)

@@ -12,7 +12,7 @@ if ! command -v hyperfine >/dev/null; then
   echo "installing hyperfine (Debian package)…" >&2
   (apt-get update -qq && apt-get install -y -qq hyperfine) >/dev/null
 fi
-cargo build --release --locked -q -p authkeep-cli --bin authkeep --example warm_floor
+cargo build --release --locked -q -p authkeep-cli --bins --example warm_floor
 bin=target/release/authkeep
 floor=target/release/examples/warm_floor
 

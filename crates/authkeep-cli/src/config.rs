@@ -1,67 +1,18 @@
 //! Where configuration and state live, and how a setting is chosen: a flag, then
 //! its environment variable, then the configuration file, then the default.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, anyhow};
+use anyhow::{Context as _, Result};
 use authkeep::http::HttpSettings;
 use authkeep::{FileStore, Keeper, Policy, SessionKey, Settings};
 use jiff::SignedDuration;
 use serde::Deserialize;
 
+use crate::common::{Home, default_policy};
 use crate::exit::usage;
 use crate::names::{self, NetworkArgs, PolicyArgs, defaults};
-
-/// The directories authkeep uses.
-#[derive(Clone, Debug)]
-pub struct Home {
-    /// Holds `config.toml`.
-    pub config_dir: PathBuf,
-    /// Holds sessions and caches.
-    pub state_dir: PathBuf,
-}
-
-impl Home {
-    /// `AUTHKEEP_HOME` for both, else the platform's configuration and state
-    /// directories.
-    pub fn locate() -> Result<Self> {
-        if let Some(home) = std::env::var_os(names::ENV_HOME).filter(|h| !h.is_empty()) {
-            let home = PathBuf::from(home);
-            return Ok(Self {
-                config_dir: home.clone(),
-                state_dir: home,
-            });
-        }
-        let config = dirs::config_dir().ok_or_else(|| {
-            anyhow!(
-                "cannot find a configuration directory; set {}",
-                names::ENV_HOME
-            )
-        })?;
-        let state = dirs::state_dir()
-            .or_else(dirs::data_local_dir)
-            .ok_or_else(|| anyhow!("cannot find a state directory; set {}", names::ENV_HOME))?;
-        Ok(Self {
-            config_dir: config.join("authkeep"),
-            state_dir: state.join("authkeep"),
-        })
-    }
-
-    /// The configuration file.
-    pub fn config_file(&self) -> PathBuf {
-        self.config_dir.join("config.toml")
-    }
-
-    /// The session store.
-    pub fn store(&self) -> FileStore {
-        FileStore::new(self.state_dir.join("sessions"))
-    }
-
-    fn discovery_cache(&self) -> PathBuf {
-        self.state_dir.join("cache").join("discovery")
-    }
-}
 
 /// The configuration file's settings; every key is optional.
 #[derive(Debug, Default, Deserialize)]
@@ -138,7 +89,7 @@ pub fn keeper(policy: &PolicyArgs, network: &NetworkArgs) -> Result<Keeper<FileS
             policy: Policy {
                 threshold: SignedDuration::try_from(threshold).unwrap_or(SignedDuration::MAX),
                 fraction,
-                max_age: None,
+                ..default_policy()
             },
             lock_timeout: pick(
                 network.lock_timeout,
@@ -165,7 +116,7 @@ pub fn keeper(policy: &PolicyArgs, network: &NetworkArgs) -> Result<Keeper<FileS
                 allow_insecure_http: network.insecure_allow_http,
                 ..HttpSettings::default()
             },
-            discovery_cache_dir: Some(home.discovery_cache()),
+            discovery_cache_dir: Some(home.state_dir.join("cache").join("discovery")),
             login_hint: "log in again with `authkeep login --profile {profile}`".into(),
             ..Settings::default()
         };

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Args as _, FromArgMatches as _, Parser, Subcommand};
 
 mod commands;
+mod common;
 mod config;
 mod exit;
 mod names;
@@ -88,7 +89,8 @@ fn main() -> ExitCode {
 fn parse(args: Vec<OsString>) -> (Command, names::VerbosityArgs) {
     let after_name = args.get(1..).unwrap_or_default();
     let is_set = |name: &str| std::env::var_os(name).is_some();
-    if let Some((token, verbosity)) = commands::token::Args::parse_common(after_name, is_set) {
+    if let Some(common) = common::CommonToken::read(after_name, is_set) {
+        let (token, verbosity) = commands::token::Args::from_common(common);
         return (Command::Token(token), verbosity);
     }
     if after_name.first().is_some_and(|a| a == "token") {
@@ -192,13 +194,14 @@ mod tests {
             ],
         ];
         let none_set = |_: &str| false;
-        let unset = !commands::token::SETTING_VARIABLES
+        let unset = !common::SETTING_VARIABLES
             .iter()
             .any(|n| std::env::var_os(n).is_some());
         for args in forms {
             let os: Vec<OsString> = args.iter().map(OsString::from).collect();
-            let (token, verbosity) = commands::token::Args::parse_common(&os[1..], none_set)
+            let common = common::CommonToken::read(&os[1..], none_set)
                 .unwrap_or_else(|| panic!("{args:?} is a common invocation"));
+            let (token, verbosity) = commands::token::Args::from_common(common);
             if unset {
                 // clap reads the same variables; compare only where none is set.
                 assert_eq!(
@@ -222,12 +225,12 @@ mod tests {
         for args in left_to_clap {
             let os: Vec<OsString> = args.iter().map(OsString::from).collect();
             assert!(
-                commands::token::Args::parse_common(&os[1..], none_set).is_none(),
+                common::CommonToken::read(&os[1..], none_set).is_none(),
                 "{args:?}"
             );
         }
         let os: Vec<OsString> = ["token"].iter().map(OsString::from).collect();
-        assert!(commands::token::Args::parse_common(&os, |n| n == names::ENV_TIMEOUT).is_none());
+        assert!(common::CommonToken::read(&os, |n| n == names::ENV_TIMEOUT).is_none());
     }
 
     #[test]

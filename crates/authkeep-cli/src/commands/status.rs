@@ -9,7 +9,8 @@ use authkeep::{FailureClass, Record, SessionKey};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use crate::config::{Home, session_key};
+use crate::common::Home;
+use crate::config::session_key;
 use crate::exit::NeedsLogin;
 use crate::names::OptionalProfileArg;
 use crate::printer;

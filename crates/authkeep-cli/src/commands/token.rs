@@ -1,14 +1,12 @@
 //! `authkeep token`: print a usable access token, refreshing it first when due.
 
-use std::ffi::OsString;
-
 use anyhow::Result;
-use authkeep::token::format_instant;
 use authkeep::{Demand, EventSink};
 use jiff::SignedDuration;
 
+use crate::common::{CommonToken, print_token};
 use crate::config::{self, session_key};
-use crate::names::{self, NetworkArgs, PolicyArgs, ProfileArg, VerbosityArgs, parse_duration};
+use crate::names::{NetworkArgs, PolicyArgs, ProfileArg, VerbosityArgs, parse_duration};
 use crate::printer::{self, Level};
 
 /// What `authkeep token` does, for `--help`.
@@ -37,68 +35,26 @@ pub struct Args {
     network: NetworkArgs,
 }
 
-/// The variables that set `token` arguments; the common-invocation reader leaves
-/// any command line to clap while one of them is set.
-pub const SETTING_VARIABLES: [&str; 6] = [
-    names::ENV_PROFILE,
-    names::ENV_REFRESH_THRESHOLD,
-    names::ENV_REFRESH_FRACTION,
-    names::ENV_LOCK_TIMEOUT,
-    names::ENV_CONNECT_TIMEOUT,
-    names::ENV_TIMEOUT,
-];
-
 impl Args {
-    /// Reads the common invocation without clap: `token` with any of `--json`,
-    /// `--profile NAME` (`-p NAME`, `--profile=NAME`), `-v`/`--verbose` or
-    /// `-q`/`--quiet`, each at most once, and none of the setting variables in the
-    /// environment (`is_set` says which are). Anything else is `None`, for clap.
-    ///
-    /// Written by hand because on the warm path clap is the largest body of code
-    /// the process would touch: building and running its parser costs more than
-    /// reading the record. A unit test holds it to clap's result for every form.
-    pub fn parse_common(
-        args: &[OsString],
-        is_set: impl Fn(&str) -> bool,
-    ) -> Option<(Self, VerbosityArgs)> {
-        if SETTING_VARIABLES.iter().any(|name| is_set(name)) {
-            return None;
-        }
-        let mut profile = None;
-        let (mut json, mut verbose, mut quiet) = (false, false, false);
-        let mut rest = args.iter().map(|a| a.to_str());
-        if rest.next()? != Some("token") {
-            return None;
-        }
-        while let Some(arg) = rest.next() {
-            let seen = match arg? {
-                "--json" => std::mem::replace(&mut json, true),
-                "-v" | "--verbose" => std::mem::replace(&mut verbose, true),
-                "-q" | "--quiet" => std::mem::replace(&mut quiet, true),
-                "-p" | "--profile" => {
-                    let value = rest.next()??;
-                    profile.replace(value.to_owned()).is_some() || value.starts_with('-')
-                }
-                other => {
-                    let value = other.strip_prefix("--profile=")?;
-                    profile.replace(value.to_owned()).is_some()
-                }
-            };
-            if seen || (verbose && quiet) {
-                return None;
-            }
-        }
+    /// The arguments of the common invocation read without clap.
+    pub fn from_common(common: CommonToken) -> (Self, VerbosityArgs) {
         let args = Self {
             profile: ProfileArg {
-                profile: profile.unwrap_or_else(|| names::defaults::PROFILE.to_owned()),
+                profile: common.profile,
             },
-            json,
+            json: common.json,
             min_valid: None,
             force_refresh: false,
             policy: PolicyArgs::default(),
             network: NetworkArgs::default(),
         };
-        Some((args, VerbosityArgs { verbose, quiet }))
+        (
+            args,
+            VerbosityArgs {
+                verbose: common.verbose,
+                quiet: common.quiet,
+            },
+        )
     }
 }
 
@@ -114,18 +70,14 @@ pub fn run(args: Args, level: Level) -> Result<()> {
         Some(result) => result?,
         None => crate::runtime()?.block_on(keeper.token(&key, demand))?,
     };
-    if args.json {
-        let now = keeper.now();
-        printer::json(&serde_json::json!({
-            "access_token": served.access_token.expose_secret(),
-            "token_type": served.token_type,
-            "expires_at": served.expires_at.map(format_instant),
-            "expired": served.expires_at.is_some_and(|at| now >= at),
-            "profile": key.as_str(),
-        }));
-    } else {
-        printer::out(served.access_token.expose_secret());
-    }
+    print_token(
+        &served.access_token,
+        &served.token_type,
+        served.expires_at,
+        &key,
+        keeper.now(),
+        args.json,
+    );
     Ok(())
 }
 

@@ -1,0 +1,174 @@
+//! What both binaries share: where authkeep's files live, the common
+//! `authkeep token` command line read without clap, and how a served token is
+//! printed.
+//!
+//! `authkeep` itself is a small front binary (`front.rs`) that serves the warm
+//! path of that common invocation (a file read and a decision) and hands every
+//! other command line to the full binary, `authkeep-main` (`main.rs`). Both
+//! compile this module; the front links nothing else of the CLI.
+
+#![allow(clippy::print_stdout)]
+
+use std::ffi::OsString;
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use anyhow::{Result, anyhow};
+use authkeep::token::format_instant;
+use authkeep::{AccessToken, FileStore, Policy, SessionKey};
+use jiff::{SignedDuration, Timestamp};
+
+use crate::names::{self, defaults};
+
+/// The directories authkeep uses.
+#[derive(Clone, Debug)]
+pub struct Home {
+    /// Holds `config.toml`.
+    pub config_dir: PathBuf,
+    /// Holds sessions and caches.
+    pub state_dir: PathBuf,
+}
+
+impl Home {
+    /// `AUTHKEEP_HOME` for both, else the platform's configuration and state
+    /// directories.
+    pub fn locate() -> Result<Self> {
+        if let Some(home) = std::env::var_os(names::ENV_HOME).filter(|h| !h.is_empty()) {
+            let home = PathBuf::from(home);
+            return Ok(Self {
+                config_dir: home.clone(),
+                state_dir: home,
+            });
+        }
+        let config = dirs::config_dir().ok_or_else(|| {
+            anyhow!(
+                "cannot find a configuration directory; set {}",
+                names::ENV_HOME
+            )
+        })?;
+        let state = dirs::state_dir()
+            .or_else(dirs::data_local_dir)
+            .ok_or_else(|| anyhow!("cannot find a state directory; set {}", names::ENV_HOME))?;
+        Ok(Self {
+            config_dir: config.join("authkeep"),
+            state_dir: state.join("authkeep"),
+        })
+    }
+
+    /// The configuration file.
+    pub fn config_file(&self) -> PathBuf {
+        self.config_dir.join("config.toml")
+    }
+
+    /// The session store.
+    pub fn store(&self) -> FileStore {
+        FileStore::new(self.state_dir.join("sessions"))
+    }
+}
+
+/// The refresh policy when no flag, variable or configuration file sets one.
+pub fn default_policy() -> Policy {
+    Policy {
+        threshold: SignedDuration::try_from(defaults::REFRESH_THRESHOLD)
+            .unwrap_or(SignedDuration::MAX),
+        fraction: defaults::REFRESH_FRACTION,
+        max_age: None,
+    }
+}
+
+/// The variables that set `token` arguments; while one is set, the command line
+/// is left to clap.
+pub const SETTING_VARIABLES: [&str; 6] = [
+    names::ENV_PROFILE,
+    names::ENV_REFRESH_THRESHOLD,
+    names::ENV_REFRESH_FRACTION,
+    names::ENV_LOCK_TIMEOUT,
+    names::ENV_CONNECT_TIMEOUT,
+    names::ENV_TIMEOUT,
+];
+
+/// The common `authkeep token` command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommonToken {
+    /// `--profile`.
+    pub profile: String,
+    /// `--json`.
+    pub json: bool,
+    /// `-v`.
+    pub verbose: bool,
+    /// `-q`.
+    pub quiet: bool,
+}
+
+impl CommonToken {
+    /// Reads the common invocation without clap: `token` with any of `--json`,
+    /// `--profile NAME` (`-p NAME`, `--profile=NAME`), `-v`/`--verbose` or
+    /// `-q`/`--quiet`, each at most once, and none of the setting variables in the
+    /// environment (`is_set` says which are). Anything else is `None`, for clap.
+    ///
+    /// Written by hand because on the warm path clap is the largest body of code
+    /// the process would touch: building and running its parser costs more than
+    /// reading the record. A unit test holds it to clap's result for every form.
+    pub fn read(args: &[OsString], is_set: impl Fn(&str) -> bool) -> Option<Self> {
+        if SETTING_VARIABLES.iter().any(|name| is_set(name)) {
+            return None;
+        }
+        let mut profile = None;
+        let (mut json, mut verbose, mut quiet) = (false, false, false);
+        let mut rest = args.iter().map(|a| a.to_str());
+        if rest.next()? != Some("token") {
+            return None;
+        }
+        while let Some(arg) = rest.next() {
+            let seen = match arg? {
+                "--json" => std::mem::replace(&mut json, true),
+                "-v" | "--verbose" => std::mem::replace(&mut verbose, true),
+                "-q" | "--quiet" => std::mem::replace(&mut quiet, true),
+                "-p" | "--profile" => {
+                    let value = rest.next()??;
+                    profile.replace(value.to_owned()).is_some() || value.starts_with('-')
+                }
+                other => {
+                    let value = other.strip_prefix("--profile=")?;
+                    profile.replace(value.to_owned()).is_some()
+                }
+            };
+            if seen || (verbose && quiet) {
+                return None;
+            }
+        }
+        Some(Self {
+            profile: profile.unwrap_or_else(|| defaults::PROFILE.to_owned()),
+            json,
+            verbose,
+            quiet,
+        })
+    }
+}
+
+/// Prints a served token on stdout: the bare token and a newline, or with
+/// `json` the object `{"access_token","token_type","expires_at","expired","profile"}`
+/// (never the refresh token).
+pub fn print_token(
+    access_token: &AccessToken,
+    token_type: &str,
+    expires_at: Option<Timestamp>,
+    profile: &SessionKey,
+    now: Timestamp,
+    json: bool,
+) {
+    let line = if json {
+        serde_json::json!({
+            "access_token": access_token.expose_secret(),
+            "token_type": token_type,
+            "expires_at": expires_at.map(format_instant),
+            "expired": expires_at.is_some_and(|at| now >= at),
+            "profile": profile.as_str(),
+        })
+        .to_string()
+    } else {
+        access_token.expose_secret().to_owned()
+    };
+    // A closed stdout (`authkeep token | head -c0`) is not worth a panic.
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
