@@ -435,3 +435,39 @@ fn explicit_token_endpoint_skips_discovery_and_plain_http_is_refused_off_loopbac
     }
     assert!(!home.record_path("x").exists());
 }
+
+#[test]
+fn the_warm_path_is_served_by_the_front_alone() {
+    // A copy of the front binary without `authkeep-main` beside it: the warm path
+    // needs nothing else; any other command line says what is missing.
+    let idp = Idp::start(Config::default());
+    let home = Home::new();
+    let session = idp.session();
+    home.login("default", idp.issuer(), &session).ok();
+    let lonely = tempfile::tempdir().unwrap();
+    let front = lonely.path().join("authkeep");
+    std::fs::copy(env!("CARGO_BIN_EXE_authkeep"), &front).unwrap();
+    let run = |args: &[&str]| {
+        let mut command = std::process::Command::new(&front);
+        command.args(args).env("AUTHKEEP_HOME", home.path());
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("AUTHKEEP_") && name != "AUTHKEEP_HOME" {
+                command.env_remove(name);
+            }
+        }
+        crate::harness::Run(command.output().unwrap())
+    };
+    assert_eq!(run(&["token"]).ok(), text(&session, "access_token"));
+    let json: serde_json::Value =
+        serde_json::from_str(&run(&["token", "--json", "-q"]).ok()).unwrap();
+    assert_eq!(text(&json, "access_token"), text(&session, "access_token"));
+    home.age_record("default", 100, 3600);
+    let due = run(&["token"]);
+    assert_eq!(due.code(), 1);
+    assert!(
+        due.stderr().contains("authkeep-main is missing"),
+        "{}",
+        due.stderr()
+    );
+    assert_eq!(idp.refreshes(), 0);
+}
