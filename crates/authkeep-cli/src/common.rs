@@ -7,8 +7,6 @@
 //! other command line to the full binary, `authkeep-main` (`main.rs`). Both
 //! compile this module; the front links nothing else of the CLI.
 
-#![allow(clippy::print_stdout)]
-
 use std::ffi::OsString;
 use std::io::Write as _;
 use std::path::PathBuf;

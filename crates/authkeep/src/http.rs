@@ -135,9 +135,13 @@ fn describe(error: &reqwest::Error) -> String {
     } else {
         "HTTP error"
     };
+    // Only scheme, host and path: a query or user information in the URL is not
+    // worth the risk of showing.
     let host = error.url().map(|u| {
         let mut u = u.clone();
         u.set_query(None);
+        let _ = u.set_username("");
+        let _ = u.set_password(None);
         u.to_string()
     });
     let mut out = match host {

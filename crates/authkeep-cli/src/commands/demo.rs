@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow};
-use authkeep::keeper::human_signed;
+use authkeep::keeper::{human, human_signed};
 use authkeep::token::Origin;
 use authkeep::{Client, Demand, Event, FileStore, Keeper, SessionKey, Settings, TokenResponse};
 use authkeep_devidp::{Config, DevIdp, FaultKind, Faults, SessionRequest};
@@ -300,8 +300,4 @@ fn step(started: Instant, line: &str) {
         "[{:>5.1}s] {line}",
         started.elapsed().as_secs_f64()
     ));
-}
-
-fn human(d: Duration) -> String {
-    authkeep::keeper::human(d)
 }
