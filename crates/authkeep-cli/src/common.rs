@@ -154,7 +154,7 @@ pub fn print_token(
     profile: &SessionKey,
     now: Timestamp,
     json: bool,
-) {
+) -> std::io::Result<()> {
     let line = if json {
         serde_json::json!({
             "access_token": access_token.expose_secret(),
@@ -167,6 +167,6 @@ pub fn print_token(
     } else {
         access_token.expose_secret().to_owned()
     };
-    // A closed stdout (`authkeep token | head -c0`) is not worth a panic.
-    let _ = writeln!(std::io::stdout().lock(), "{line}");
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{line}").and_then(|()| stdout.flush())
 }

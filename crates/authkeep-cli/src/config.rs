@@ -64,6 +64,13 @@ fn pick(
 /// The coordinator over the file store, with settings resolved from flags,
 /// environment, configuration file and defaults.
 pub fn keeper(policy: &PolicyArgs, network: &NetworkArgs) -> Result<Keeper<FileStore>> {
+    let (home, settings) = settings(policy, network)?;
+    Ok(Keeper::new(home.store(), settings))
+}
+
+/// The settings resolved from flags, environment, configuration file and
+/// defaults, with the home they came from.
+pub fn settings(policy: &PolicyArgs, network: &NetworkArgs) -> Result<(Home, Settings)> {
     {
         let home = Home::locate()?;
         let path = home.config_file();
@@ -120,7 +127,7 @@ pub fn keeper(policy: &PolicyArgs, network: &NetworkArgs) -> Result<Keeper<FileS
             login_hint: "log in again with `authkeep login --profile {profile}`".into(),
             ..Settings::default()
         };
-        Ok(Keeper::new(home.store(), settings))
+        Ok((home, settings))
     }
 }
 

@@ -1,4 +1,4 @@
-//! Exit codes (DESIGN.md §6), decided in one place from the error that ended a
+//! Exit codes (docs/DESIGN.md §6), decided in one place from the error that ended a
 //! command.
 
 use authkeep::{Error, StoreError};
@@ -29,6 +29,22 @@ pub fn usage(message: impl Into<String>) -> anyhow::Error {
 #[error("{0}")]
 pub struct NeedsLogin(pub String);
 
+/// Standard output was closed by its reader (`authkeep token | head -c0`): exit
+/// 1, since nothing was delivered, but without a message.
+#[derive(Debug, thiserror::Error)]
+#[error("standard output was closed")]
+pub struct StdoutClosed;
+
+/// A signal asked the command to stop (exit 128 + the signal's number).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Interrupted {
+    /// The signal's number (2 for SIGINT, 15 for SIGTERM).
+    pub signal: u8,
+    /// What happened.
+    pub message: String,
+}
+
 /// The exit code and the `--json` error class for an error.
 pub fn classify(error: &anyhow::Error) -> (u8, &'static str) {
     for cause in error.chain() {
@@ -47,8 +63,15 @@ pub fn classify(error: &anyhow::Error) -> (u8, &'static str) {
         if let Some(e) = cause.downcast_ref::<StoreError>() {
             return match e {
                 StoreError::LockTimeout { .. } => (RETRY_LATER, "lock_timeout"),
+                StoreError::Conflict(_) => (RETRY_LATER, "conflict"),
                 _ => (UNEXPECTED, "store"),
             };
+        }
+        if let Some(e) = cause.downcast_ref::<Interrupted>() {
+            return (128u8.saturating_add(e.signal), "interrupted");
+        }
+        if cause.downcast_ref::<StdoutClosed>().is_some() {
+            return (UNEXPECTED, "stdout_closed");
         }
         if cause.downcast_ref::<UsageError>().is_some() {
             return (USAGE, "usage");
@@ -58,4 +81,50 @@ pub fn classify(error: &anyhow::Error) -> (u8, &'static str) {
         }
     }
     (UNEXPECTED, "unexpected")
+}
+
+/// One line for an error: its message and, after a colon, each cause that the
+/// message does not already include (library errors name their causes
+/// themselves, `anyhow` contexts do not).
+pub fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device");
+        let store = StoreError::Io {
+            action: "writing",
+            path: "/s/p.json".into(),
+            source: std::sync::Arc::new(io),
+        };
+        let error = anyhow::Error::from(Error::from(store));
+        assert_eq!(
+            one_line(&error),
+            "writing /s/p.json: No space left on device"
+        );
+        let error = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(one_line(&error), "outer: inner");
+    }
+
+    #[test]
+    fn a_record_changed_under_us_is_retryable() {
+        let error = anyhow::Error::from(Error::from(StoreError::Conflict("p".into())));
+        assert_eq!(classify(&error), (RETRY_LATER, "conflict"));
+    }
 }

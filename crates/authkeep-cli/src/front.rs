@@ -24,50 +24,57 @@ const FULL: &str = "authkeep-main";
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
-    if serve_warm(&args) {
-        return ExitCode::SUCCESS;
+    match serve_warm(&args) {
+        Some(code) => code,
+        None => run_full(&args),
     }
-    run_full(&args)
 }
 
 /// Serves the stored token when the common invocation finds it valid and outside
-/// its window. Anything else (other flags, settings from the environment or a
-/// configuration file, `-v`, a token due for refresh, no session, an unreadable
-/// file) returns false and is left to the full binary.
-fn serve_warm(args: &[OsString]) -> bool {
+/// its window, and returns the exit code. Anything else (other flags, settings
+/// from the environment or a configuration file, `-v`, a token due for refresh,
+/// no session, an unreadable file) returns `None` and is left to the full binary.
+fn serve_warm(args: &[OsString]) -> Option<ExitCode> {
     let is_set = |name: &str| std::env::var_os(name).is_some();
-    let Some(invocation) = common::CommonToken::read(args.get(1..).unwrap_or_default(), is_set)
-    else {
-        return false;
-    };
-    let Ok(home) = common::Home::locate() else {
-        return false;
-    };
+    let invocation = common::CommonToken::read(args.get(1..).unwrap_or_default(), is_set)?;
+    let home = common::Home::locate().ok()?;
     if invocation.verbose || home.config_file().exists() {
-        return false;
+        return None;
     }
-    let Ok(key) = SessionKey::new(&invocation.profile) else {
-        return false;
-    };
-    let Ok(Some(loaded)) = home.store().load_blocking(&key) else {
-        return false;
-    };
+    let key = SessionKey::new(&invocation.profile).ok()?;
+    let loaded = home.store().load_with_skew_blocking(&key).ok()??;
     let now = jiff::Timestamp::now();
     let decision = common::default_policy().decide(Some(&loaded.record), Demand::default(), now);
-    match (decision, loaded.record.tokens.as_ref()) {
-        (Decision::UseStored(UseReason::Valid), Some(tokens)) => {
-            common::print_token(
-                &tokens.access_token,
-                &tokens.token_type,
-                tokens.expires_at,
-                &key,
-                now,
-                invocation.json,
-            );
-            true
+    let (Decision::UseStored(UseReason::Valid), Some(tokens)) =
+        (decision, loaded.record.tokens.as_ref())
+    else {
+        return None;
+    };
+    let printed = common::print_token(
+        &tokens.access_token,
+        &tokens.token_type,
+        tokens.expires_at,
+        &key,
+        now,
+        invocation.json,
+    );
+    Some(match printed {
+        Ok(()) => ExitCode::SUCCESS,
+        // The reader went away: nothing was delivered, and nobody is listening.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(1),
+        Err(e) => {
+            let message = format!("cannot write to standard output: {e}");
+            if invocation.json {
+                eprintln!(
+                    "{}",
+                    serde_json::json!({"error": "unexpected", "message": message})
+                );
+            } else {
+                eprintln!("authkeep: error: {message}");
+            }
+            ExitCode::from(1)
         }
-        _ => false,
-    }
+    })
 }
 
 /// Replaces this process with the full binary (on Unix; elsewhere runs it and

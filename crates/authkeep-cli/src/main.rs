@@ -13,6 +13,7 @@ mod commands;
 mod common;
 mod config;
 mod exit;
+mod interrupt;
 mod names;
 mod printer;
 
@@ -69,16 +70,51 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::from(exit::SUCCESS),
         Err(error) => {
             let (code, class) = exit::classify(&error);
-            let message = format!("{error:#}");
-            if json {
-                let line = serde_json::json!({ "error": class, "message": message });
-                eprintln!("{line}");
-            } else {
-                eprintln!("authkeep: error: {message}");
+            if error.downcast_ref::<exit::StdoutClosed>().is_none() {
+                report(json, class, &exit::one_line(&error));
             }
             ExitCode::from(code)
         }
     }
+}
+
+/// Writes an error on stderr: one line, or with `--json` one JSON object.
+fn report(json: bool, class: &str, message: &str) {
+    if json {
+        let line = serde_json::json!({ "error": class, "message": message });
+        eprintln!("{line}");
+    } else {
+        eprintln!("authkeep: error: {message}");
+    }
+}
+
+/// Ends the process for a command line the parser refused: help and version
+/// are printed as asked; a usage error is one line, or with `--json` the JSON
+/// error object, and exit 2.
+fn refuse(error: clap::Error, args: &[OsString]) -> ! {
+    use clap::error::ErrorKind;
+    let wants_json = args
+        .iter()
+        .skip(1)
+        .take_while(|a| *a != "--")
+        .any(|a| a == "--json");
+    if !wants_json
+        || matches!(
+            error.kind(),
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+        )
+    {
+        error.exit();
+    }
+    let rendered = error.render().to_string();
+    let message = rendered
+        .lines()
+        .find(|line| !line.trim().is_empty())
+        .unwrap_or("invalid command line")
+        .trim_start_matches("error: ")
+        .to_owned();
+    report(true, "usage", &format!("{message} (see --help)"));
+    std::process::exit(i32::from(exit::USAGE));
 }
 
 /// Parses the command line. `authkeep token` is the hot path (a file read and a
@@ -104,11 +140,13 @@ fn parse(args: Vec<OsString>) -> (Command, names::VerbosityArgs) {
             });
         return match parsed {
             Ok((token, verbosity)) => (Command::Token(token), verbosity),
-            Err(error) => error.exit(),
+            Err(error) => refuse(error, &args),
         };
     }
-    let cli = Cli::parse_from(args);
-    (cli.command, cli.verbosity)
+    match Cli::try_parse_from(&args) {
+        Ok(cli) => (cli.command, cli.verbosity),
+        Err(error) => refuse(error, &args),
+    }
 }
 
 /// `authkeep token` alone, for the fast path of [`parse`].

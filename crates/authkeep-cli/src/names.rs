@@ -1,5 +1,5 @@
 //! Every name a user types: flags, their environment variables and defaults
-//! (DESIGN.md §7). Commands take these argument groups rather than declaring
+//! (docs/DESIGN.md §7). Commands take these argument groups rather than declaring
 //! their own, so a name means the same everywhere.
 
 use clap::Args;
@@ -50,11 +50,13 @@ pub struct ProfileArg {
     pub profile: String,
 }
 
-/// `--profile` where leaving it out means "every profile".
+/// `--profile` where leaving it out means "every profile". `AUTHKEEP_PROFILE`
+/// does not narrow it: a variable exported for other commands must not hide
+/// sessions from an overview.
 #[derive(Args, Debug, Clone)]
 pub struct OptionalProfileArg {
-    /// Show only this session (default: every profile).
-    #[arg(long, short = 'p', env = ENV_PROFILE, value_name = "NAME")]
+    /// Show only this session (default: every profile, whatever AUTHKEEP_PROFILE says).
+    #[arg(long, short = 'p', value_name = "NAME")]
     pub profile: Option<String>,
 }
 
@@ -97,14 +99,25 @@ pub struct VerbosityArgs {
     pub quiet: bool,
 }
 
-/// Parses `30s`, `5m`, `1h30m` (or ISO 8601 `PT5M`); negative durations are refused.
+/// The longest duration any setting takes: 100 years (of 365.25 days), far above
+/// any real use, and far below where instants stop being representable.
+pub const MAX_DURATION: SignedDuration = SignedDuration::from_hours(876_600);
+
+/// Parses `30s`, `5m`, `1h30m` (or ISO 8601 `PT5M`); negative durations and
+/// durations over 100 years ([`MAX_DURATION`]) are refused.
 pub fn parse_duration(text: &str) -> Result<SignedDuration, String> {
+    let shown = quoted(text);
     let parsed: SignedDuration = text
         .trim()
         .parse()
-        .map_err(|_| format!("invalid duration {text:?}: write it like 30s, 5m or 1h30m"))?;
+        .map_err(|_| format!("invalid duration {shown}: write it like 30s, 5m or 1h30m"))?;
     if parsed.is_negative() {
-        return Err(format!("invalid duration {text:?}: must not be negative"));
+        return Err(format!("invalid duration {shown}: must not be negative"));
+    }
+    if parsed > MAX_DURATION {
+        return Err(format!(
+            "invalid duration {shown}: at most 876600h (100 years)"
+        ));
     }
     Ok(parsed)
 }
@@ -113,8 +126,19 @@ fn parse_fraction(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
         Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
         _ => Err(format!(
-            "invalid share {text:?}: a number from 0 to 1, such as 0.5"
+            "invalid share {}: a number from 0 to 1, such as 0.5",
+            quoted(text)
         )),
+    }
+}
+
+/// A value the user typed, quoted for an error message if it is short and
+/// printable; anything else is not echoed.
+fn quoted(text: &str) -> String {
+    if text.chars().count() <= 40 && !text.chars().any(char::is_control) {
+        format!("{text:?}")
+    } else {
+        "given".to_owned()
     }
 }
 
@@ -134,6 +158,11 @@ mod tests {
             SignedDuration::from_mins(90)
         );
         assert!(parse_duration("90").is_err());
+        assert_eq!(parse_duration("876600h").unwrap(), MAX_DURATION);
+        for too_long in ["876601h", "3000000000000s", "9999999999999999999s"] {
+            let error = parse_duration(too_long).unwrap_err();
+            assert!(error.starts_with("invalid duration"), "{error}");
+        }
         assert!(parse_duration("-5m").is_err());
         assert!(parse_fraction("1.5").is_err());
         assert_eq!(parse_fraction("0.25").unwrap(), 0.25);

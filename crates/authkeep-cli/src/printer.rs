@@ -16,16 +16,28 @@ use jiff::Timestamp;
 
 use crate::names::VerbosityArgs;
 
-/// Writes a line to stdout.
-pub fn out(line: &str) {
+/// Writes a line to stdout. A failed write is an error: a command whose output
+/// did not arrive has not succeeded.
+pub fn out(line: &str) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
-    // A closed stdout (`authkeep token | head -c0`) is not worth a panic.
-    let _ = writeln!(stdout, "{line}");
+    writeln!(stdout, "{line}")
+        .and_then(|()| stdout.flush())
+        .map_err(stdout_error)
 }
 
 /// Writes a JSON value to stdout on one line.
-pub fn json(value: &serde_json::Value) {
-    out(&value.to_string());
+pub fn json(value: &serde_json::Value) -> anyhow::Result<()> {
+    out(&value.to_string())
+}
+
+/// What a failed write to stdout means: a reader that went away (`| head -c0`)
+/// ends the command quietly, anything else with a message.
+pub fn stdout_error(error: std::io::Error) -> anyhow::Error {
+    if error.kind() == std::io::ErrorKind::BrokenPipe {
+        crate::exit::StdoutClosed.into()
+    } else {
+        anyhow::Error::new(error).context("cannot write to standard output")
+    }
 }
 
 /// How much to say on stderr.
@@ -51,10 +63,12 @@ impl From<VerbosityArgs> for Level {
     }
 }
 
-/// Writes a status line on stderr if `level` allows it.
+/// Writes a status line on stderr if `level` allows it. stderr is where errors
+/// go too: when it cannot be written there is nowhere left to say so, and the
+/// exit code still tells.
 pub fn status(level: Level, needed: Level, line: &str) {
     if level >= needed {
-        let _ = writeln!(std::io::stderr().lock(), "authkeep: {line}");
+        writeln!(std::io::stderr().lock(), "authkeep: {line}").ok();
     }
 }
 
@@ -150,7 +164,7 @@ pub fn describe(event: &Event, now: Timestamp) -> (Level, String) {
         Event::ShorterThanAsked { key, expires_at } => (
             Normal,
             format!(
-                "{key}: warning: the provider's token lifetime is shorter than --min-valid asks; token {}",
+                "{key}: warning: the token does not stay valid as long as --min-valid asks (the provider's lifetime is shorter); token {}",
                 until(expires_at)
             ),
         ),
@@ -161,6 +175,26 @@ pub fn describe(event: &Event, now: Timestamp) -> (Level, String) {
         Event::LoginRequired { key, reason } => (
             Verbose,
             format!("{key}: login required: {}", login_text(*reason)),
+        ),
+        // The error that ends the command says it in full.
+        Event::NotSaved { key, message } => (
+            Verbose,
+            format!("{key}: the refreshed tokens could not be saved: {message}"),
+        ),
+        Event::NotRecorded { key, what, message } => (
+            Normal,
+            format!("{key}: warning: could not record {what}: {message}"),
+        ),
+        Event::CacheNotWritten { message } => (
+            Verbose,
+            format!("could not cache the provider's metadata: {message}"),
+        ),
+        Event::WaitingForProvider { key, until } => (
+            Verbose,
+            format!(
+                "{key}: the provider asked not to be contacted before {}",
+                format_instant(*until)
+            ),
         ),
         _ => (Verbose, format!("{event:?}")),
     }

@@ -1,17 +1,31 @@
 //! The fault plan: which misbehaviour the token endpoint (and optionally discovery)
 //! shows, how often, and what each kind of fault looks like on the wire. Dropping and
-//! hanging connections are carried out by the HTTP layer; this module only says which.
+//! hanging connections, and the faults that change a normal answer (an expired access
+//! token, huge metadata), are carried out by the HTTP layer and the provider; this
+//! module only says which.
 
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// The character of an [`FaultKind::EchoSecrets`] description that an echoed secret
+/// straddles: the length many clients cut provider text to.
+const ECHO_STRADDLED_CHAR: usize = 300;
+/// The shortest [`FaultKind::EchoSecrets`] description, in characters.
+const ECHO_MIN_CHARS: usize = 600;
+/// The largest [`FaultKind::HugeMetadata`] size accepted, so that a plan cannot make
+/// the provider exhaust its memory.
+const HUGE_METADATA_MAX_BYTES: usize = 16 * 1024 * 1024;
 
 /// What the provider does wrong, and how often.
 ///
 /// Applies to the token endpoint, and to discovery as well when `include_discovery`
-/// is set. A faulted token request is counted under the outcome `"fault"` and consumes
-/// nothing.
+/// is set; [`FaultKind::HugeMetadata`] applies to discovery alone, whatever
+/// `include_discovery` says. A faulted token request is counted under the outcome
+/// `"fault"` and consumes nothing, except [`FaultKind::ExpiredAccessToken`], which
+/// is a normal refresh with a different access token and is counted as one.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct Faults {
@@ -77,6 +91,31 @@ pub enum FaultKind {
     /// Never answer: the request stays open until the client gives up or the provider
     /// shuts down.
     Hang,
+    /// Answer with an OAuth error JSON body whose text echoes what the token request
+    /// carried: the `refresh_token` and `client_secret` form values and the raw
+    /// `Authorization` header value. `error` is `invalid_request` followed by the
+    /// refresh token; `error_description` (at least 600 characters) has all three at
+    /// its start, in its middle and at its end, mixed with terminal escape sequences
+    /// (`\u001b[31m`, `\u001b]0;pwned\u0007`), a newline and a tab, and one of them
+    /// (the refresh token, when there is one) straddling character 300, unless what
+    /// comes before it is already longer. At discovery it echoes nothing.
+    EchoSecrets {
+        /// The HTTP status, 200 to 599.
+        status: u16,
+    },
+    /// Refresh normally (a rotated refresh token is consumed, the outcome is counted
+    /// as usual), but hand out an access token that has expired: a JWT whose `exp` is
+    /// a minute before its `iat`, in a response without `expires_in`. Applies to every
+    /// grant of the token endpoint; discovery answers normally.
+    ExpiredAccessToken,
+    /// Serve a discovery document (valid JSON, correct issuer) whose `token_endpoint`
+    /// is a URL under the issuer longer than `bytes`, more than a request line may
+    /// carry when `bytes` is 65,535 or more. Applies to discovery alone, with or
+    /// without `include_discovery`; token requests are answered normally.
+    HugeMetadata {
+        /// The token endpoint URL is longer than this, in bytes; at most 16 MiB.
+        bytes: usize,
+    },
 }
 
 /// How the HTTP layer carries out a fault.
@@ -84,6 +123,15 @@ pub(crate) enum FaultAction {
     Respond(Response),
     DropConnection,
     Hang,
+}
+
+/// What a token request carried, for a fault that echoes it; empty where it carried
+/// nothing. No `Debug`: the values are secrets.
+#[derive(Default)]
+pub(crate) struct Sent<'a> {
+    pub(crate) refresh_token: &'a str,
+    pub(crate) client_secret: &'a str,
+    pub(crate) authorization: &'a str,
 }
 
 impl Faults {
@@ -100,6 +148,12 @@ impl Faults {
         (fastrand::f64() < fraction).then_some(kind)
     }
 
+    /// Whether the plan applies to discovery: when `include_discovery` is set, and
+    /// always for [`FaultKind::HugeMetadata`].
+    pub(crate) fn covers_discovery(&self) -> bool {
+        self.include_discovery || matches!(self.kind, Some(FaultKind::HugeMetadata { .. }))
+    }
+
     /// Why this plan cannot be carried out as written, if it cannot.
     pub(crate) fn check(&self) -> Result<(), String> {
         if !(0.0..=1.0).contains(&self.fraction) {
@@ -109,8 +163,22 @@ impl Faults {
             ));
         }
         let status = match &self.kind {
-            None | Some(FaultKind::DropConnection | FaultKind::Garbage | FaultKind::Hang) => None,
+            None
+            | Some(
+                FaultKind::DropConnection
+                | FaultKind::Garbage
+                | FaultKind::Hang
+                | FaultKind::ExpiredAccessToken,
+            ) => None,
             Some(FaultKind::Oversized { .. }) => None,
+            Some(FaultKind::HugeMetadata { bytes }) => {
+                if *bytes > HUGE_METADATA_MAX_BYTES {
+                    return Err(format!(
+                        "bytes must be at most {HUGE_METADATA_MAX_BYTES}, not {bytes}"
+                    ));
+                }
+                None
+            }
             Some(FaultKind::Status {
                 status,
                 retry_after,
@@ -126,7 +194,8 @@ impl Faults {
             Some(
                 FaultKind::Html { status }
                 | FaultKind::OAuthError { status, .. }
-                | FaultKind::FormEncodedError { status, .. },
+                | FaultKind::FormEncodedError { status, .. }
+                | FaultKind::EchoSecrets { status },
             ) => Some(*status),
         };
         match status {
@@ -139,10 +208,14 @@ impl Faults {
 }
 
 impl FaultKind {
-    pub(crate) fn action(&self) -> FaultAction {
+    /// What the fault answers instead of the normal answer to a request that carried
+    /// `sent`; `None` for the kinds that change the normal answer instead
+    /// ([`FaultKind::ExpiredAccessToken`], [`FaultKind::HugeMetadata`]).
+    pub(crate) fn action(&self, sent: &Sent<'_>) -> Option<FaultAction> {
         let response = match self {
-            FaultKind::DropConnection => return FaultAction::DropConnection,
-            FaultKind::Hang => return FaultAction::Hang,
+            FaultKind::ExpiredAccessToken | FaultKind::HugeMetadata { .. } => return None,
+            FaultKind::DropConnection => return Some(FaultAction::DropConnection),
+            FaultKind::Hang => return Some(FaultAction::Hang),
             FaultKind::Status {
                 status,
                 retry_after,
@@ -219,9 +292,53 @@ impl FaultKind {
                 Some("application/x-www-form-urlencoded"),
                 format!("error={}", form_urlencode(error)),
             ),
+            FaultKind::EchoSecrets { status } => respond(
+                status_code(*status),
+                Some("application/json"),
+                echo_body(sent).to_string(),
+            ),
         };
-        FaultAction::Respond(response)
+        Some(FaultAction::Respond(response))
     }
+}
+
+/// The OAuth error of [`FaultKind::EchoSecrets`].
+///
+/// Up to the straddling echo the description has single spaces and no escape
+/// sequence, so the echo straddles character 300 both as sent and with control
+/// characters removed and whitespace collapsed, as a careful client shows it.
+fn echo_body(sent: &Sent<'_>) -> Value {
+    let values = [sent.refresh_token, sent.client_secret, sent.authorization];
+    let all = values.join(" ");
+    let straddler = values
+        .into_iter()
+        .find(|value| !value.is_empty())
+        .unwrap_or_default();
+
+    let mut description = format!("{all} was refused; the provider echoes what it was sent ");
+    let before_straddler = ECHO_STRADDLED_CHAR.saturating_sub(straddler.chars().count() / 2);
+    pad(&mut description, before_straddler);
+    description.push_str(straddler);
+    description.push_str(&format!(
+        "\u{1b}[31m refresh_token={}\n\tclient_secret={} \u{1b}]0;pwned\u{7}authorization={}\u{1b}[0m ",
+        sent.refresh_token, sent.client_secret, sent.authorization
+    ));
+    pad(
+        &mut description,
+        ECHO_MIN_CHARS.saturating_sub(all.chars().count() + 1),
+    );
+    description.push(' ');
+    description.push_str(&all);
+    json!({
+        "error": format!("invalid_request{}", sent.refresh_token),
+        "error_description": description,
+    })
+}
+
+/// Pads `text` with dots to `chars` characters.
+fn pad(text: &mut String, chars: usize) {
+    let missing = chars.saturating_sub(text.chars().count());
+    text.extend(std::iter::repeat_n('.', missing));
 }
 
 /// A status the plan names, or 500 for one outside 200..=599.
@@ -279,9 +396,9 @@ mod tests {
     use super::*;
 
     fn response(kind: FaultKind) -> Response {
-        match kind.action() {
-            FaultAction::Respond(response) => response,
-            FaultAction::DropConnection | FaultAction::Hang => panic!("expected a response"),
+        match kind.action(&Sent::default()) {
+            Some(FaultAction::Respond(response)) => response,
+            _ => panic!("expected a response"),
         }
     }
 
@@ -375,6 +492,23 @@ mod tests {
             fraction,
             ..Faults::default()
         };
+        assert!(with(FaultKind::EchoSecrets { status: 400 }).check().is_ok());
+        assert!(
+            with(FaultKind::EchoSecrets { status: 600 })
+                .check()
+                .is_err()
+        );
+        assert!(with(FaultKind::ExpiredAccessToken).check().is_ok());
+        assert!(
+            with(FaultKind::HugeMetadata { bytes: 70_000 })
+                .check()
+                .is_ok()
+        );
+        assert!(
+            with(FaultKind::HugeMetadata { bytes: usize::MAX })
+                .check()
+                .is_err()
+        );
         assert!(fraction(1.5).check().is_err());
         assert!(fraction(f64::NAN).check().is_err());
         assert!(fraction(0.25).check().is_ok());
@@ -413,5 +547,65 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(kind, FaultKind::OAuthError { status: 401, .. }));
+        for (json, kind) in [
+            (
+                r#"{"kind": "echo_secrets", "status": 400}"#,
+                FaultKind::EchoSecrets { status: 400 },
+            ),
+            (
+                r#"{"kind": "expired_access_token"}"#,
+                FaultKind::ExpiredAccessToken,
+            ),
+            (
+                r#"{"kind": "huge_metadata", "bytes": 70000}"#,
+                FaultKind::HugeMetadata { bytes: 70_000 },
+            ),
+        ] {
+            assert_eq!(
+                serde_json::from_str::<FaultKind>(json).unwrap(),
+                kind,
+                "{json}"
+            );
+        }
+    }
+
+    #[test]
+    fn huge_metadata_covers_discovery_without_being_asked() {
+        let mut faults = Faults {
+            kind: Some(FaultKind::HugeMetadata { bytes: 10 }),
+            ..Faults::default()
+        };
+        assert!(faults.covers_discovery());
+        faults.kind = Some(FaultKind::Garbage);
+        assert!(!faults.covers_discovery());
+        faults.include_discovery = true;
+        assert!(faults.covers_discovery());
+    }
+
+    #[test]
+    fn echoes_put_a_secret_across_character_300() {
+        let refresh_token = "R".repeat(43);
+        let sent = Sent {
+            refresh_token: &refresh_token,
+            client_secret: "s3cret",
+            authorization: "Basic c3ZjOnMzY3JldA==",
+        };
+        let body = echo_body(&sent);
+        assert_eq!(body["error"], format!("invalid_request{refresh_token}"));
+        let description: Vec<char> = body["error_description"]
+            .as_str()
+            .unwrap()
+            .chars()
+            .collect();
+        assert!(description.len() >= ECHO_MIN_CHARS);
+        assert!(description[..21].iter().all(|c| *c == 'R'));
+        let (before, after) = (description[299], description[300]);
+        assert_eq!((before, after), ('R', 'R'));
+        let text: String = description.iter().collect();
+        assert!(text.ends_with("s3cret Basic c3ZjOnMzY3JldA=="), "{text}");
+        assert_eq!(text.matches("s3cret").count(), 3);
+
+        let empty = echo_body(&Sent::default());
+        assert_eq!(empty["error"], "invalid_request");
     }
 }

@@ -32,7 +32,9 @@
 //!
 //! The [`Faults`] plan makes the token endpoint (and optionally discovery) slow, wrong
 //! or silent. Dropped and hanging connections are real: each connection can be cut at
-//! the socket, so a client sees a connection error, never an HTTP answer.
+//! the socket, so a client sees a connection error, never an HTTP answer. Some faults
+//! change a normal answer instead of replacing it: an access token that has already
+//! expired, a discovery document whose token endpoint is too long to use.
 //!
 //! Every HTTP request is counted ([`Counters`]), token requests by grant type and
 //! outcome, so a test can assert how much traffic a client caused.

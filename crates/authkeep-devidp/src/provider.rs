@@ -18,6 +18,22 @@ use crate::faults::Faults;
 use crate::jwt::{SigningKey, random_string};
 use crate::oauth::{self, Client, Params, Scope, TokenError};
 
+/// How far before its issue an access token of [`AccessExpiry::Past`] expired.
+const PAST_EXPIRY_SECS: i64 = 60;
+
+/// When the access tokens of a token response expire.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum AccessExpiry {
+    /// The grant's lifetime after issue, which `expires_in` states.
+    #[default]
+    Lifetime,
+    /// A minute before issue, and no `expires_in`: a provider whose clock or
+    /// configuration is wrong ([`FaultKind::ExpiredAccessToken`]).
+    ///
+    /// [`FaultKind::ExpiredAccessToken`]: crate::FaultKind::ExpiredAccessToken
+    Past,
+}
+
 /// The issuing side of one development identity provider.
 #[derive(Debug)]
 pub(crate) struct Provider {
@@ -195,16 +211,18 @@ impl Provider {
             grant,
             &scope,
             now,
-            Some(refresh_token),
-            refresh_expires_at,
+            (Some(refresh_token), refresh_expires_at),
+            AccessExpiry::Lifetime,
         )
     }
 
-    /// Answers a token request (RFC 6749 §5): the token response or the error.
+    /// Answers a token request (RFC 6749 §5): the token response, its access token
+    /// expiring as `access` says, or the error.
     pub(crate) async fn token(
         &self,
         params: &Params,
         authorization: Option<&HeaderValue>,
+        access: AccessExpiry,
     ) -> Result<Value, TokenError> {
         let grant_type = params.require("grant_type")?;
         let client = oauth::authenticate(authorization, params, &self.config.clients)?;
@@ -213,7 +231,7 @@ impl Provider {
                 let token = params.require("refresh_token")?;
                 let scope = params.get("scope").map(Scope::parse);
                 let Some(latency) = self.config.parallel_latency else {
-                    return self.refresh_at(&client, token, scope, now());
+                    return self.refresh_at(&client, token, scope, now(), access);
                 };
                 let plan = {
                     let mut state = self.state();
@@ -221,9 +239,11 @@ impl Provider {
                 };
                 tokio::time::sleep(latency).await;
                 let mut state = self.state();
-                self.finish_refresh(&mut state, plan, now())
+                self.finish_refresh(&mut state, plan, now(), access)
             }
-            "client_credentials" => self.client_credentials_at(&client, params.get("scope"), now()),
+            "client_credentials" => {
+                self.client_credentials_at(&client, params.get("scope"), now(), access)
+            }
             _ => Err(TokenError::unsupported_grant_type(
                 "this provider supports refresh_token and client_credentials",
             )),
@@ -237,10 +257,11 @@ impl Provider {
         token: &str,
         scope: Option<Scope>,
         now: i64,
+        access: AccessExpiry,
     ) -> Result<Value, TokenError> {
         let mut state = self.state();
         let plan = self.check_refresh(&mut state, client, token, scope, now)?;
-        self.finish_refresh(&mut state, plan, now)
+        self.finish_refresh(&mut state, plan, now, access)
     }
 
     /// Whether `token` may be refreshed by `client` now. Presenting a consumed token
@@ -316,6 +337,7 @@ impl Provider {
         state: &mut State,
         plan: RefreshPlan,
         now: i64,
+        access: AccessExpiry,
     ) -> Result<Value, TokenError> {
         let Some(grant) = state.grants.get_mut(&plan.grant).filter(|g| !g.revoked) else {
             return Err(TokenError::invalid_grant("the grant was revoked"));
@@ -338,8 +360,8 @@ impl Provider {
             plan.grant,
             &plan.scope,
             now,
-            refresh_token,
-            refresh_expires_at,
+            (refresh_token, refresh_expires_at),
+            access,
         ))
     }
 
@@ -348,6 +370,7 @@ impl Provider {
         client: &Client,
         scope: Option<&str>,
         now: i64,
+        access: AccessExpiry,
     ) -> Result<Value, TokenError> {
         let client_id = match client {
             Client::Confidential(id) => id,
@@ -373,7 +396,7 @@ impl Provider {
             revoked: false,
             refresh: HashMap::new(),
         });
-        Ok(self.respond(&mut state, grant, &scope, now, None, None))
+        Ok(self.respond(&mut state, grant, &scope, now, (None, None), access))
     }
 
     /// A new refresh token for `grant`, and when it expires.
@@ -398,21 +421,28 @@ impl Provider {
         (token, expires_at)
     }
 
-    /// The token response (RFC 6749 §5.1) for a new access token on `grant_id`.
+    /// The token response (RFC 6749 §5.1) for a new access token on `grant_id`,
+    /// handing out `refresh`: the refresh token, if any, and when the refresh token
+    /// expires.
     fn respond(
         &self,
         state: &mut State,
         grant_id: GrantId,
         scope: &Scope,
         now: i64,
-        refresh_token: Option<String>,
-        refresh_expires_at: Option<i64>,
+        refresh: (Option<String>, Option<i64>),
+        access: AccessExpiry,
     ) -> Value {
+        let (refresh_token, refresh_expires_at) = refresh;
         // Every caller found or created this grant under the same lock guard.
         let grant = state.grants.get(&grant_id).expect("the grant exists");
         let scope_text = scope.as_string();
         let jti = random_string(16);
-        let expires_at = now.saturating_add(seconds(grant.access_ttl));
+        let lifetime_ends = now.saturating_add(seconds(grant.access_ttl));
+        let expires_at = match access {
+            AccessExpiry::Lifetime => lifetime_ends,
+            AccessExpiry::Past => now.saturating_sub(PAST_EXPIRY_SECS),
+        };
         let access_token = self.key.sign(
             "at+jwt",
             &json!({
@@ -429,8 +459,10 @@ impl Provider {
         let mut body = json!({
             "access_token": access_token,
             "token_type": "Bearer",
-            "expires_in": grant.access_ttl,
         });
+        if access == AccessExpiry::Lifetime {
+            body["expires_in"] = grant.access_ttl.into();
+        }
         if let Some(refresh_token) = refresh_token {
             body["refresh_token"] = refresh_token.into();
         }
@@ -450,7 +482,7 @@ impl Provider {
                         "sub": grant.user,
                         "aud": grant.client_id,
                         "iat": now,
-                        "exp": expires_at,
+                        "exp": lifetime_ends,
                     }),
                 )
                 .into();
@@ -618,7 +650,7 @@ mod tests {
     }
 
     fn refresh(provider: &Provider, token: &str, now: i64) -> Result<Value, TokenError> {
-        provider.refresh_at(&demo(), token, None, now)
+        provider.refresh_at(&demo(), token, None, now, AccessExpiry::Lifetime)
     }
 
     #[test]
@@ -666,6 +698,37 @@ mod tests {
             provider.is_active_at(&access, T0 + 1),
             "rotation keeps old access tokens"
         );
+    }
+
+    #[test]
+    fn a_past_expiry_hands_out_an_expired_access_token_and_still_rotates() {
+        let provider = provider(Config::default());
+        let (_, old) = session(&provider, &SessionRequest::default());
+        let response = provider
+            .refresh_at(&demo(), &old, None, T0 + 1, AccessExpiry::Past)
+            .unwrap();
+        assert!(response.get("expires_in").is_none());
+        let access = response["access_token"].as_str().unwrap();
+        let claims = provider.key.verify(access).unwrap();
+        assert_eq!(claims["iat"], T0 + 1);
+        assert_eq!(claims["exp"], T0 + 1 - 60);
+        assert!(!provider.is_active_at(access, T0 + 1));
+        let id_claims = provider
+            .key
+            .verify(response["id_token"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(
+            id_claims["exp"],
+            T0 + 1 + 300,
+            "only the access token expired"
+        );
+
+        assert!(
+            !provider.is_active_at(&old, T0 + 1),
+            "the old token is consumed"
+        );
+        let new = response["refresh_token"].as_str().unwrap();
+        assert!(refresh(&provider, new, T0 + 2).is_ok());
     }
 
     #[test]
@@ -748,7 +811,9 @@ mod tests {
         });
         let (_, token) = session(&provider, &SessionRequest::default());
         let other = Client::Public("other".to_owned());
-        let error = provider.refresh_at(&other, &token, None, T0).unwrap_err();
+        let error = provider
+            .refresh_at(&other, &token, None, T0, AccessExpiry::Lifetime)
+            .unwrap_err();
         assert_eq!(error.error, "invalid_grant");
         assert!(
             provider.is_active_at(&token, T0),
@@ -756,7 +821,7 @@ mod tests {
         );
         assert!(
             provider
-                .refresh_at(&Client::Anonymous, &token, None, T0)
+                .refresh_at(&Client::Anonymous, &token, None, T0, AccessExpiry::Lifetime)
                 .is_ok()
         );
 
@@ -766,11 +831,21 @@ mod tests {
         };
         let (_, confidential) = session(&provider, &request);
         let error = provider
-            .refresh_at(&Client::Anonymous, &confidential, None, T0)
+            .refresh_at(
+                &Client::Anonymous,
+                &confidential,
+                None,
+                T0,
+                AccessExpiry::Lifetime,
+            )
             .unwrap_err();
         assert_eq!(error.error, "invalid_client");
         let svc = Client::Confidential("svc".to_owned());
-        assert!(provider.refresh_at(&svc, &confidential, None, T0).is_ok());
+        assert!(
+            provider
+                .refresh_at(&svc, &confidential, None, T0, AccessExpiry::Lifetime)
+                .is_ok()
+        );
     }
 
     #[test]
@@ -778,12 +853,24 @@ mod tests {
         let provider = provider(Config::default());
         let (_, token) = session(&provider, &SessionRequest::default());
         let error = provider
-            .refresh_at(&demo(), &token, Some(Scope::parse("openid email")), T0)
+            .refresh_at(
+                &demo(),
+                &token,
+                Some(Scope::parse("openid email")),
+                T0,
+                AccessExpiry::Lifetime,
+            )
             .unwrap_err();
         assert_eq!(error.error, "invalid_scope");
 
         let narrowed = provider
-            .refresh_at(&demo(), &token, Some(Scope::parse("profile")), T0)
+            .refresh_at(
+                &demo(),
+                &token,
+                Some(Scope::parse("profile")),
+                T0,
+                AccessExpiry::Lifetime,
+            )
             .unwrap();
         assert_eq!(narrowed["scope"], "profile");
         assert!(narrowed.get("id_token").is_none(), "no openid, no ID token");
@@ -812,7 +899,7 @@ mod tests {
         });
         let svc = Client::Confidential("svc".to_owned());
         let response = provider
-            .client_credentials_at(&svc, Some("read"), T0)
+            .client_credentials_at(&svc, Some("read"), T0, AccessExpiry::Lifetime)
             .unwrap();
         assert_eq!(response["scope"], "read");
         assert!(response.get("refresh_token").is_none());
@@ -822,11 +909,11 @@ mod tests {
 
         let public = Client::Public("cli".to_owned());
         let error = provider
-            .client_credentials_at(&public, None, T0)
+            .client_credentials_at(&public, None, T0, AccessExpiry::Lifetime)
             .unwrap_err();
         assert_eq!(error.error, "unauthorized_client");
         let error = provider
-            .client_credentials_at(&Client::Anonymous, None, T0)
+            .client_credentials_at(&Client::Anonymous, None, T0, AccessExpiry::Lifetime)
             .unwrap_err();
         assert_eq!(error.error, "invalid_client");
     }

@@ -19,10 +19,10 @@ use tokio::sync::watch;
 
 use crate::config::SessionRequest;
 use crate::counters::{GRANT_UNKNOWN, OUTCOME_FAULT, OUTCOME_OK};
-use crate::faults::{FaultAction, Faults};
+use crate::faults::{FaultAction, FaultKind, Faults, Sent};
 use crate::listener::Cut;
 use crate::oauth::{Params, TokenError};
-use crate::provider::Provider;
+use crate::provider::{AccessExpiry, Provider};
 
 pub(crate) const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 pub(crate) const JWKS_PATH: &str = "/jwks";
@@ -97,13 +97,21 @@ pub(crate) fn discovery_document(issuer: &str) -> Value {
     })
 }
 
+/// The discovery document of [`FaultKind::HugeMetadata`]: the usual one, with a
+/// `token_endpoint` under the issuer longer than `bytes`.
+pub(crate) fn huge_discovery_document(issuer: &str, bytes: usize) -> Value {
+    let mut document = discovery_document(issuer);
+    document["token_endpoint"] = format!("{issuer}{TOKEN_PATH}/{}", "t".repeat(bytes)).into();
+    document
+}
+
 impl App {
     /// Waits the plan's latency, then rolls its fault.
-    async fn fault(&self, faults: &Faults) -> Option<FaultAction> {
+    async fn fault<'f>(&self, faults: &'f Faults) -> Option<&'f FaultKind> {
         if faults.latency_ms > 0 {
             self.sleep(Duration::from_millis(faults.latency_ms)).await;
         }
-        faults.roll().map(|kind| kind.action())
+        faults.roll()
     }
 
     /// Carries out a fault on the connection `cut` severs.
@@ -136,12 +144,21 @@ impl App {
 async fn discovery(State(app): State<App>, ConnectInfo(cut): ConnectInfo<Cut>) -> Response {
     app.provider.count(|c| c.discovery_requests += 1);
     let faults = app.provider.faults();
-    if faults.include_discovery
-        && let Some(action) = app.fault(&faults).await
-    {
-        return app.carry_out(action, &cut).await;
+    let issuer = app.provider.issuer();
+    if faults.covers_discovery() {
+        match app.fault(&faults).await {
+            Some(FaultKind::HugeMetadata { bytes }) => {
+                return Json(huge_discovery_document(issuer, *bytes)).into_response();
+            }
+            Some(kind) => {
+                if let Some(action) = kind.action(&Sent::default()) {
+                    return app.carry_out(action, &cut).await;
+                }
+            }
+            None => {}
+        }
     }
-    Json(discovery_document(app.provider.issuer())).into_response()
+    Json(discovery_document(issuer)).into_response()
 }
 
 async fn jwks() -> Json<Value> {
@@ -174,16 +191,22 @@ async fn token(
         .collect();
 
     let faults = app.provider.faults();
-    if let Some(action) = app.fault(&faults).await {
+    let fault = app.fault(&faults).await;
+    let sent = sent(params.as_ref().ok(), &headers);
+    if let Some(action) = fault.and_then(|kind| kind.action(&sent)) {
         app.provider
             .count(|c| c.record_token(&grant_type, OUTCOME_FAULT));
         return app.carry_out(action, &cut).await;
     }
+    let access = match fault {
+        Some(FaultKind::ExpiredAccessToken) => AccessExpiry::Past,
+        _ => AccessExpiry::Lifetime,
+    };
 
     let result = match params {
         Ok(params) => {
             app.provider
-                .token(&params, headers.get(header::AUTHORIZATION))
+                .token(&params, headers.get(header::AUTHORIZATION), access)
                 .await
         }
         Err(error) => Err(error),
@@ -278,6 +301,19 @@ async fn admin_revoke(State(app): State<App>, body: Bytes) -> Response {
     }
 }
 
+/// What a token request carried that a fault may echo.
+fn sent<'a>(params: Option<&'a Params>, headers: &'a HeaderMap) -> Sent<'a> {
+    let param = |name| params.and_then(|p| p.get(name)).unwrap_or_default();
+    Sent {
+        refresh_token: param("refresh_token"),
+        client_secret: param("client_secret"),
+        authorization: headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default(),
+    }
+}
+
 /// The form parameters of a request, or the `invalid_request` it deserves.
 fn form_params(form: FormBody) -> Result<Params, TokenError> {
     let Form(pairs) = form.map_err(|rejection| {
@@ -356,6 +392,17 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn huge_metadata_has_a_long_token_endpoint_and_the_usual_rest() {
+        let issuer = "http://127.0.0.1:8080";
+        let document = huge_discovery_document(issuer, 70_000);
+        let endpoint = document["token_endpoint"].as_str().unwrap();
+        assert!(endpoint.len() > 70_000);
+        assert!(endpoint.starts_with("http://127.0.0.1:8080/token/ttt"));
+        assert_eq!(document["issuer"], issuer);
+        assert_eq!(document["jwks_uri"], "http://127.0.0.1:8080/jwks");
     }
 
     #[test]

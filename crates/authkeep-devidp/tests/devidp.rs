@@ -597,6 +597,153 @@ async fn oauth_error_faults_send_json_or_form_errors() {
     idp.shutdown().await;
 }
 
+/// Whether `needle` occurs in `text` covering characters 299 and 300, so that a cut
+/// after 300 characters would halve it.
+fn straddles_character_300(text: &str, needle: &str) -> bool {
+    let text: Vec<char> = text.chars().collect();
+    let needle: Vec<char> = needle.chars().collect();
+    (0..300).any(|start| {
+        start + needle.len() > 300 && text.get(start..start + needle.len()) == Some(&needle[..])
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn echo_secrets_sends_back_what_the_request_carried() {
+    use base64::Engine as _;
+    let idp = start(confidential()).await;
+    let svc = SessionRequest {
+        client_id: "svc".to_owned(),
+        ..SessionRequest::default()
+    };
+    let (_, token) = session_for(&idp, svc);
+    idp.set_faults(fault(FaultKind::EchoSecrets { status: 400 }));
+    let url = format!("{}/token", idp.issuer());
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", token.as_str()),
+    ];
+
+    let response = http()
+        .post(&url)
+        .basic_auth("svc", Some("s3cret"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let (status, error) = body(response).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error["error"], format!("invalid_request{token}"));
+    let description = error["error_description"].as_str().unwrap();
+    let authorization = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("svc:s3cret")
+    );
+    assert!(description.chars().count() >= 400, "{description:?}");
+    assert!(description.starts_with(&token), "{description:?}");
+    assert!(description.ends_with(&authorization), "{description:?}");
+    assert_eq!(description.matches(token.as_str()).count(), 4);
+    assert_eq!(description.matches(authorization.as_str()).count(), 3);
+    assert!(
+        straddles_character_300(description, &token),
+        "{description:?}"
+    );
+    for needle in ["\u{1b}[31m", "\u{1b}]0;pwned\u{7}", "\n", "\t"] {
+        assert!(
+            description.contains(needle),
+            "{needle:?} in {description:?}"
+        );
+    }
+
+    let mut posted = form.to_vec();
+    posted.extend([("client_id", "svc"), ("client_secret", "s3cret")]);
+    let response = http().post(&url).form(&posted).send().await.unwrap();
+    let (_, error) = body(response).await;
+    let description = error["error_description"].as_str().unwrap();
+    assert_eq!(description.matches("s3cret").count(), 3, "{description:?}");
+    assert!(
+        straddles_character_300(description, &token),
+        "{description:?}"
+    );
+
+    assert!(idp.is_active(&token), "an echo consumes nothing");
+    assert_eq!(idp.counters().outcome("refresh_token", "fault"), 2);
+    idp.shutdown().await;
+}
+
+/// The claims of a JWT, unverified.
+fn jwt_claims(token: &str) -> Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).expect("a JWT has a payload");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn expired_access_token_is_a_normal_refresh_with_an_expired_jwt() {
+    let idp = start(Config::default()).await;
+    let (_, old) = session(&idp);
+    idp.set_faults(fault(FaultKind::ExpiredAccessToken));
+    let (status, response) = refresh(&http(), &idp, &old).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(response.get("expires_in").is_none(), "{response}");
+
+    let access = response["access_token"].as_str().unwrap();
+    let claims = jwt_claims(access);
+    let (iat, exp) = (
+        claims["iat"].as_i64().unwrap(),
+        claims["exp"].as_i64().unwrap(),
+    );
+    assert_eq!(exp, iat - 60);
+    assert!(exp < jiff::Timestamp::now().as_second());
+    assert!(!idp.is_active(access));
+
+    let new = response["refresh_token"].as_str().unwrap();
+    assert_ne!(new, old);
+    assert!(
+        !idp.is_active(&old),
+        "the presented refresh token is consumed"
+    );
+    assert!(idp.is_active(new));
+    let counters = idp.counters();
+    assert_eq!(counters.outcome("refresh_token", "ok"), 1);
+    assert_eq!(counters.outcome("refresh_token", "fault"), 0);
+    idp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn huge_metadata_names_a_token_endpoint_longer_than_asked() {
+    let idp = start(Config::default()).await;
+    let issuer = idp.issuer();
+    idp.set_faults(fault(FaultKind::HugeMetadata { bytes: 70_000 }));
+    let response = http()
+        .get(format!("{issuer}/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap();
+    let (status, document) = body(response).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(document["issuer"], issuer);
+    let endpoint = document["token_endpoint"].as_str().unwrap();
+    assert!(endpoint.len() > 70_000, "{} bytes", endpoint.len());
+    assert!(endpoint.starts_with(&format!("{issuer}/token/")));
+    assert_eq!(document["jwks_uri"], format!("{issuer}/jwks"));
+
+    let (_, token) = session(&idp);
+    let (status, _) = refresh(&http(), &idp, &token).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "token requests are answered normally"
+    );
+    let counters = idp.counters();
+    assert_eq!(counters.outcome("refresh_token", "ok"), 1);
+    assert_eq!(counters.outcome("refresh_token", "fault"), 0);
+    assert_eq!(counters.discovery_requests, 1);
+    idp.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn hang_outlasts_the_client_timeout_and_shutdown_still_completes() {
     let idp = start(Config::default()).await;

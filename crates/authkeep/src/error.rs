@@ -2,6 +2,7 @@
 //! session (DESIGN.md §1.5).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -39,7 +40,7 @@ impl std::fmt::Display for FailureClass {
 }
 
 /// A store could not do what was asked. Nothing is deleted on any of these.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// The record exists but cannot be parsed.
@@ -78,8 +79,9 @@ pub enum StoreError {
         action: &'static str,
         /// The file or directory.
         path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (shared, so that one failure can be handed to every caller
+        /// waiting on the same attempt).
+        source: Arc<std::io::Error>,
     },
 }
 
@@ -92,13 +94,13 @@ impl StoreError {
         move |source| StoreError::Io {
             action,
             path,
-            source,
+            source: Arc::new(source),
         }
     }
 }
 
 /// Why [`crate::Keeper::token`] could not hand out a token.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// There is no usable session: log in.
@@ -126,6 +128,20 @@ pub enum Error {
         /// One line for the user.
         message: String,
     },
+    /// The provider issued new tokens but they could not be saved, even after
+    /// retrying: none of them is handed out, because the refresh token they
+    /// replace may already be used up at the provider.
+    #[error(
+        "the provider issued new tokens for profile {key}, but saving them failed: {cause}; \
+         none was handed out, and the previous refresh token may already be used up, so once \
+         the current access token expires the session may need a new login"
+    )]
+    NotSaved {
+        /// The session.
+        key: String,
+        /// Why the write failed, naming the file.
+        cause: StoreError,
+    },
     /// The store failed (including a lock time-out).
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -136,7 +152,8 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            Error::Transient { .. } | Error::Store(StoreError::LockTimeout { .. })
+            Error::Transient { .. }
+                | Error::Store(StoreError::LockTimeout { .. } | StoreError::Conflict(_))
         )
     }
 
@@ -160,7 +177,9 @@ impl Error {
             Error::InteractionRequired { .. } => "interaction_required",
             Error::Misconfiguration { .. } => "misconfiguration",
             Error::Transient { .. } => "transient",
+            Error::NotSaved { .. } => "not_saved",
             Error::Store(StoreError::LockTimeout { .. }) => "lock_timeout",
+            Error::Store(StoreError::Conflict(_)) => "conflict",
             Error::Store(_) => "store",
         }
     }

@@ -1,4 +1,4 @@
-//! What the coordinator reports as it works (DESIGN.md §6). The CLI turns events
+//! What the coordinator reports as it works (docs/DESIGN.md §6). The CLI turns events
 //! into status lines on stderr; an agent turns them into metrics. No event carries
 //! a secret.
 
@@ -29,7 +29,7 @@ pub enum Event {
     },
     /// The stored token was served inside its window or with its expiry unknown,
     /// because that is all there is to do: the session cannot renew itself, or its
-    /// provider gives no expiry. Normal operation, not a warning (DESIGN.md §2).
+    /// provider gives no expiry. Normal operation, not a warning (docs/DESIGN.md §2).
     ServedAsIs {
         /// The session.
         key: SessionKey,
@@ -96,6 +96,37 @@ pub enum Event {
     SessionEnded {
         /// The session.
         key: SessionKey,
+    },
+    /// A refresh succeeded at the provider but its result could not be saved,
+    /// even after retrying; no token was handed out.
+    NotSaved {
+        /// The session.
+        key: SessionKey,
+        /// Why, naming the file or store and the system's error.
+        message: String,
+    },
+    /// Something advisory could not be recorded (a failure's health entry, the
+    /// issuer's clock skew); the session and its tokens are unaffected.
+    NotRecorded {
+        /// The session.
+        key: SessionKey,
+        /// What was not recorded.
+        what: &'static str,
+        /// Why.
+        message: String,
+    },
+    /// Provider metadata could not be cached; the next process discovers again.
+    CacheNotWritten {
+        /// Why.
+        message: String,
+    },
+    /// The token has expired and the provider asked (`Retry-After`) not to be
+    /// contacted before `until`; no request was made.
+    WaitingForProvider {
+        /// The session.
+        key: SessionKey,
+        /// The provider's instant.
+        until: Timestamp,
     },
     /// A new login is needed.
     LoginRequired {

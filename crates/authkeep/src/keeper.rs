@@ -1,14 +1,17 @@
-//! The coordinator: policy, store, lock and protocol put together (DESIGN.md §3).
+//! The coordinator: policy, store, lock and protocol put together (docs/DESIGN.md §3).
 //!
 //! Getting a token for a session:
 //! 1. read the record without a lock and decide; "use the stored token" returns
 //!    at once (the warm path: no HTTP client, no name resolution, no network);
-//! 2. otherwise join the in-process single flight for the session, so that tasks
-//!    and threads of one process share one attempt;
-//! 3. take the session's cross-process lock with a bounded wait;
-//! 4. re-read and decide again: another process may have refreshed meanwhile;
+//! 2. otherwise join the in-process single flight for the session: concurrent
+//!    callers share one attempt and its result, a token or a classified failure;
+//! 3. the flight's leader takes the session's cross-process lock; while another
+//!    process holds it, it waits for the release and re-reads the record, which
+//!    usually holds the other process's result;
+//! 4. under the lock, re-read and decide again;
 //! 5. refresh, and write the result with the next generation before anyone sees
-//!    the new access token.
+//!    the new access token; a write that fails is retried briefly and then
+//!    reported, never passed over.
 //!
 //! Only an `invalid_grant` for the refresh token the store still holds ends a
 //! session; every other failure keeps it, serving the stored token while it is
@@ -20,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
+use tokio::sync::watch;
 use url::Url;
 
 use crate::clock::{Clock, SystemClock};
@@ -32,13 +36,27 @@ use crate::oauth::{check_endpoint, refresh};
 use crate::policy::{Decision, Demand, LoginReason, Policy, UseReason};
 use crate::secret::AccessToken;
 use crate::session::{Client, Failure, Health, Record, SessionKey, Versioned};
+use crate::shield::Shield;
 use crate::store::Store;
-use crate::token::{Origin, TokenResponse, TokenSet, format_instant, truncate};
+use crate::token::{
+    Origin, TokenResponse, TokenSet, format_instant, saturating_add, saturating_sub, truncate,
+};
 
 /// A refresh that another writer made this recently satisfies `--force-refresh`.
 const FORCE_COALESCE_WINDOW: SignedDuration = SignedDuration::from_secs(10);
 /// A clock difference beyond this is recorded and applied.
 const SKEW_TOLERANCE_SECS: i64 = 60;
+/// Pauses between attempts to save a refresh's result: a full disk or a
+/// briefly unavailable store may clear within a second or so.
+const SAVE_RETRY_PAUSES: [Duration; 3] = [
+    Duration::from_millis(50),
+    Duration::from_millis(200),
+    Duration::from_millis(800),
+];
+/// How often a caller takes part in a new flight when the one it shared did
+/// not serve its purpose (a rejected token came back, a forced refresh was
+/// shared with a caller that did not force).
+const FLIGHT_ROUNDS: usize = 3;
 
 /// How the coordinator behaves.
 #[derive(Clone, Debug)]
@@ -79,7 +97,7 @@ pub struct Served {
     pub token_type: String,
     /// Its expiry, if known.
     pub expires_at: Option<Timestamp>,
-    /// Whether this call refreshed it.
+    /// Whether this call (or the attempt it shared) refreshed it.
     pub refreshed: bool,
 }
 
@@ -95,11 +113,41 @@ impl Served {
 }
 
 /// What started a refresh, re-evaluated once the lock is held.
+#[derive(Clone, Debug)]
 enum Trigger {
     /// A caller's demand; `seen` is the generation it read without the lock.
     Demand { demand: Demand, seen: Option<u64> },
     /// A resource server rejected this access token.
     Rejected(AccessToken),
+}
+
+impl Trigger {
+    /// Whether the result of an attempt that another caller led also serves
+    /// this one. A failure always does: it is the session's state, and trying
+    /// again at once would only repeat it.
+    fn served_by(&self, result: &Result<Served, Error>) -> bool {
+        let Ok(served) = result else {
+            return true;
+        };
+        match self {
+            Trigger::Rejected(rejected) => served.access_token != *rejected,
+            Trigger::Demand { demand, .. } => !demand.force || served.refreshed,
+        }
+    }
+
+    fn rejected(&self) -> Option<&AccessToken> {
+        match self {
+            Trigger::Rejected(token) => Some(token),
+            Trigger::Demand { .. } => None,
+        }
+    }
+
+    fn demand(&self) -> Demand {
+        match self {
+            Trigger::Demand { demand, .. } => *demand,
+            Trigger::Rejected(_) => Demand::default(),
+        }
+    }
 }
 
 /// A successful refresh, not yet stored.
@@ -109,6 +157,78 @@ struct Refreshed {
     skew_secs: Option<i64>,
 }
 
+/// The outcome of one attempt, shared by every caller that joined it.
+type Outcome = Result<Served, Error>;
+
+/// The attempts in progress, one per session at most.
+#[derive(Default)]
+struct Flights(Mutex<HashMap<SessionKey, watch::Receiver<Option<Outcome>>>>);
+
+/// A caller's part in a flight.
+enum Role {
+    /// Runs the attempt and publishes its outcome.
+    Lead(watch::Sender<Option<Outcome>>),
+    /// Waits for the leader's outcome.
+    Follow(watch::Receiver<Option<Outcome>>),
+}
+
+impl Flights {
+    fn map(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<SessionKey, watch::Receiver<Option<Outcome>>>> {
+        // Every critical section is one lookup, insert or remove: a panic cannot
+        // leave the map half-updated.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Joins the flight for `key`, or starts one.
+    fn join(&self, key: &SessionKey) -> Role {
+        let mut map = self.map();
+        if let Some(rx) = map.get(key)
+            && rx.borrow().is_none()
+            && rx.has_changed().is_ok()
+        {
+            return Role::Follow(rx.clone());
+        }
+        let (tx, rx) = watch::channel(None);
+        map.insert(key.clone(), rx);
+        Role::Lead(tx)
+    }
+
+    /// Ends the leader's flight: it is forgotten first, so that a caller arriving
+    /// from now on starts over from the store, then its followers get the outcome.
+    fn land(&self, key: &SessionKey, tx: &watch::Sender<Option<Outcome>>, outcome: &Outcome) {
+        self.forget(key, tx);
+        tx.send_replace(Some(outcome.clone()));
+    }
+
+    fn forget(&self, key: &SessionKey, tx: &watch::Sender<Option<Outcome>>) {
+        let mut map = self.map();
+        if map
+            .get(key)
+            .is_some_and(|rx| rx.same_channel(&tx.subscribe()))
+        {
+            map.remove(key);
+        }
+    }
+}
+
+/// Forgets a flight whose leader was dropped before it landed, so that its
+/// followers (woken by the closed channel) start a new one.
+struct Takeoff<'a> {
+    flights: &'a Flights,
+    key: &'a SessionKey,
+    tx: watch::Sender<Option<Outcome>>,
+}
+
+impl Drop for Takeoff<'_> {
+    fn drop(&mut self) {
+        self.flights.forget(self.key, &self.tx);
+    }
+}
+
 /// Keeps sessions alive: hands out access tokens, refreshing them when due.
 pub struct Keeper<S: Store> {
     store: S,
@@ -116,7 +236,8 @@ pub struct Keeper<S: Store> {
     clock: Arc<dyn Clock>,
     events: Option<EventSink>,
     http: tokio::sync::OnceCell<HttpClient>,
-    flights: Mutex<HashMap<SessionKey, Arc<tokio::sync::Mutex<()>>>>,
+    flights: Flights,
+    shield: Shield,
     metadata: Mutex<HashMap<String, (Metadata, Timestamp)>>,
 }
 
@@ -137,7 +258,8 @@ impl<S: Store> Keeper<S> {
             clock: Arc::new(SystemClock),
             events: None,
             http: tokio::sync::OnceCell::new(),
-            flights: Mutex::new(HashMap::new()),
+            flights: Flights::default(),
+            shield: Shield::default(),
             metadata: Mutex::new(HashMap::new()),
         }
     }
@@ -164,6 +286,12 @@ impl<S: Store> Keeper<S> {
         &self.settings
     }
 
+    /// Says whether a refresh's result is outstanding (sent but not yet saved),
+    /// so that a program can put off exiting until it is saved.
+    pub fn shield(&self) -> &Shield {
+        &self.shield
+    }
+
     /// The current instant, from the injected clock.
     pub fn now(&self) -> Timestamp {
         self.clock.now()
@@ -175,16 +303,30 @@ impl<S: Store> Keeper<S> {
         }
     }
 
+    /// Reads a session, with the instants its provider's clock gave moved onto
+    /// ours by the issuer's last measured clock skew.
+    async fn load(&self, key: &SessionKey) -> Result<Option<Versioned>, StoreError> {
+        let mut loaded = self.store.load(key).await?;
+        if let Some(versioned) = loaded.as_mut()
+            && versioned.record.expiry_on_provider_clock()
+            && let Some(client) = versioned.record.client.as_ref()
+            && let Some(skew) = self.store.issuer_skew(&client.issuer).await?
+        {
+            versioned.record.apply_issuer_skew(skew);
+        }
+        Ok(loaded)
+    }
+
     /// A usable access token for the session, refreshing it if the policy says so.
     pub async fn token(&self, key: &SessionKey, demand: Demand) -> Result<Served, Error> {
         let now = self.clock.now();
-        let loaded = self.store.load(key).await?;
+        let loaded = self.load(key).await?;
         let decision = self
             .settings
             .policy
             .decide(loaded.as_ref().map(|v| &v.record), demand, now);
         if !matches!(decision, Decision::Refresh { .. }) {
-            return self.conclude(key, loaded.as_ref(), decision, now);
+            return self.conclude(key, loaded.as_ref(), decision, demand, now);
         }
         let seen = loaded.as_ref().map(|v| v.generation);
         self.refresh_coordinated(key, Trigger::Demand { demand, seen })
@@ -193,14 +335,15 @@ impl<S: Store> Keeper<S> {
 
     /// A resource server rejected `rejected` (a 401): refresh only if the store
     /// still holds that token; otherwise someone already refreshed, and the stored
-    /// token is returned without a network request.
+    /// token is returned without a network request. The rejected token itself is
+    /// never returned: when it cannot be replaced, the error says why.
     pub async fn token_after_rejection(
         &self,
         key: &SessionKey,
         rejected: &AccessToken,
     ) -> Result<Served, Error> {
         let now = self.clock.now();
-        let loaded = self.store.load(key).await?;
+        let loaded = self.load(key).await?;
         if let Some(tokens) = loaded.as_ref().and_then(|v| v.record.tokens.as_ref())
             && tokens.access_token != *rejected
         {
@@ -210,7 +353,7 @@ impl<S: Store> Keeper<S> {
                 now,
             );
             if matches!(decision, Decision::UseStored(_)) {
-                return self.conclude(key, loaded.as_ref(), decision, now);
+                return self.conclude(key, loaded.as_ref(), decision, Demand::default(), now);
             }
         }
         self.refresh_coordinated(key, Trigger::Rejected(rejected.clone()))
@@ -218,7 +361,8 @@ impl<S: Store> Keeper<S> {
     }
 
     /// Stores a session obtained by a login or an import, under the session's lock,
-    /// continuing its generation. The token set's expiry is inferred from `now`.
+    /// continuing its generation. The token set's expiry is inferred from `now`,
+    /// with the issuer's clock skew applied where the provider's clock gave it.
     pub async fn store_login(
         &self,
         key: &SessionKey,
@@ -228,14 +372,19 @@ impl<S: Store> Keeper<S> {
     ) -> Result<Versioned, Error> {
         let guard = self.lock(key).await?;
         let current = self.store.load(key).await?;
+        let skew = self.store.issuer_skew(&client.issuer).await?;
         let now = self.clock.now();
         let mut health = Health::default();
         health.record_success(truncate(now));
         let record = Record {
             client: Some(client),
-            tokens: Some(response.into_token_set(now, origin, SignedDuration::ZERO)),
+            tokens: Some(response.into_token_set(
+                now,
+                origin,
+                SignedDuration::from_secs(skew.unwrap_or(0)),
+            )),
             health,
-            clock_skew_secs: current.as_ref().and_then(|v| v.record.clock_skew_secs),
+            clock_skew_secs: skew.filter(|s| *s != 0),
         };
         let generation = self
             .store
@@ -244,7 +393,8 @@ impl<S: Store> Keeper<S> {
         Ok(Versioned { generation, record })
     }
 
-    /// Removes a session under its lock. Returns whether there was one.
+    /// Removes a session under its lock. Returns whether there was one. The
+    /// generation is remembered, so a later login continues it.
     pub async fn logout(&self, key: &SessionKey) -> Result<bool, Error> {
         let guard = self.lock(key).await?;
         match self.store.load(key).await? {
@@ -263,65 +413,132 @@ impl<S: Store> Keeper<S> {
             .await
     }
 
-    fn flight(&self, key: &SessionKey) -> Arc<tokio::sync::Mutex<()>> {
-        let mut flights = self
-            .flights
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        flights.entry(key.clone()).or_default().clone()
-    }
-
-    /// Steps 2–5: single flight, cross-process lock, re-read, refresh.
-    async fn refresh_coordinated(
-        &self,
-        key: &SessionKey,
-        trigger: Trigger,
-    ) -> Result<Served, Error> {
-        let flight = self.flight(key);
-        let _turn = flight.lock().await;
-        let guard = match self.lock(key).await {
-            Ok(guard) => guard,
-            Err(timeout @ StoreError::LockTimeout { .. }) => {
-                let now = self.clock.now();
-                let loaded = self.store.load(key).await?;
-                if let Some(tokens) = loaded.as_ref().and_then(|v| v.record.tokens.as_ref())
-                    && tokens.is_usable(now)
-                {
-                    self.emit(Event::ServedWithoutRefresh {
-                        key: key.clone(),
-                        why: format!("it is still valid, but {timeout}"),
-                    });
-                    return Ok(Served::from_tokens(tokens, false));
+    /// Step 2: the in-process single flight. One caller leads the attempt; the
+    /// others wait for its outcome, so the lock wait and the refresh happen once
+    /// for all of them.
+    async fn refresh_coordinated(&self, key: &SessionKey, trigger: Trigger) -> Outcome {
+        let mut rounds = 0;
+        loop {
+            let outcome = match self.flights.join(key) {
+                Role::Lead(tx) => {
+                    let takeoff = Takeoff {
+                        flights: &self.flights,
+                        key,
+                        tx,
+                    };
+                    let outcome = self.lead(key, &trigger).await;
+                    self.flights.land(key, &takeoff.tx, &outcome);
+                    // Whatever this caller asked for, it was asked of this attempt.
+                    return outcome;
                 }
-                return Err(timeout.into());
+                Role::Follow(mut rx) => match rx.wait_for(Option::is_some).await {
+                    Ok(outcome) => outcome.clone().unwrap_or_else(|| {
+                        // `wait_for` returned because the value is `Some`.
+                        unreachable!("a landed flight has an outcome")
+                    }),
+                    // The leader was dropped before it landed: start over.
+                    Err(_) => continue,
+                },
+            };
+            rounds += 1;
+            if trigger.served_by(&outcome) {
+                return outcome;
             }
-            Err(other) => return Err(other.into()),
-        };
-        self.refresh_locked(key, &guard, trigger).await
+            if rounds >= FLIGHT_ROUNDS {
+                return self.unserved(key, &trigger, outcome);
+            }
+        }
     }
 
+    /// What a caller gets when the attempts it shared never served its purpose.
+    fn unserved(&self, key: &SessionKey, trigger: &Trigger, outcome: Outcome) -> Outcome {
+        match trigger {
+            Trigger::Rejected(_) => Err(Error::Transient {
+                message: format!(
+                    "a server rejected the access token of profile {key}, and no newer one could be obtained yet; try again"
+                ),
+            }),
+            Trigger::Demand { .. } => outcome,
+        }
+    }
+
+    /// Step 3: the flight's leader takes the cross-process lock. While another
+    /// process holds it, the leader waits for the release and re-reads the
+    /// record without taking a turn: usually the holder's result is there. The
+    /// wait is bounded once, by the lock time-out, for the whole attempt.
+    async fn lead(&self, key: &SessionKey, trigger: &Trigger) -> Outcome {
+        let wait = self.settings.lock_timeout;
+        let deadline = std::time::Instant::now().checked_add(wait);
+        let mut announced = false;
+        loop {
+            if let Some(guard) = self.store.try_lock(key).await? {
+                return self.refresh_locked(key, &guard, trigger).await;
+            }
+            if !std::mem::replace(&mut announced, true) {
+                self.emit(Event::WaitingForLock { key: key.clone() });
+            }
+            let left = deadline.map_or(wait, |d| {
+                d.saturating_duration_since(std::time::Instant::now())
+            });
+            if left.is_zero() || !self.store.wait_for_release(key, left).await? {
+                return self.lock_timed_out(key, trigger).await;
+            }
+            let now = self.clock.now();
+            let current = self.load(key).await?;
+            let demand = self.demand_under_lock(trigger, current.as_ref(), now);
+            let decision =
+                self.settings
+                    .policy
+                    .decide(current.as_ref().map(|v| &v.record), demand, now);
+            if !matches!(decision, Decision::Refresh { .. }) {
+                self.emit(Event::UsedNewerSession { key: key.clone() });
+                return self.conclude_for(key, trigger, current.as_ref(), decision, now);
+            }
+        }
+    }
+
+    /// The lock wait ran out: the stored token if it is still valid (and not the
+    /// one a server rejected), else a retryable error.
+    async fn lock_timed_out(&self, key: &SessionKey, trigger: &Trigger) -> Outcome {
+        let timeout = StoreError::LockTimeout {
+            key: key.to_string(),
+            waited_secs: self.settings.lock_timeout.as_secs(),
+        };
+        let now = self.clock.now();
+        let loaded = self.load(key).await?;
+        if let Some(tokens) = loaded.as_ref().and_then(|v| v.record.tokens.as_ref())
+            && tokens.is_usable(now)
+            && trigger.rejected() != Some(&tokens.access_token)
+        {
+            self.emit(Event::ServedWithoutRefresh {
+                key: key.clone(),
+                why: format!("it is still valid, but {timeout}"),
+            });
+            return Ok(Served::from_tokens(tokens, false));
+        }
+        Err(timeout.into())
+    }
+
+    /// Steps 4 and 5, under the lock.
     async fn refresh_locked(
         &self,
         key: &SessionKey,
         guard: &S::Guard,
-        trigger: Trigger,
-    ) -> Result<Served, Error> {
+        trigger: &Trigger,
+    ) -> Outcome {
         // A session whose refresh token a foreign writer replaced while we were
         // refreshing is tried again with the newer token, at most this often.
         let mut newer_sessions_left = 2;
-        let seen = match &trigger {
+        let seen = match trigger {
             Trigger::Demand { seen, .. } => *seen,
             Trigger::Rejected(_) => None,
         };
         loop {
             let now = self.clock.now();
-            let current = self.store.load(key).await?;
-            let demand = self.demand_under_lock(&trigger, current.as_ref(), now);
+            let current = self.load(key).await?;
+            let demand = self.demand_under_lock(trigger, current.as_ref(), now);
             // A forced refresh that a fresh enough session satisfied.
-            let shared = matches!(
-                &trigger,
-                Trigger::Demand { demand: asked, .. } if asked.force && !demand.force
-            );
+            let shared = trigger.demand().force && !demand.force && trigger.rejected().is_none();
             let decision =
                 self.settings
                     .policy
@@ -335,20 +552,34 @@ impl<S: Store> Keeper<S> {
                     if shared || changed {
                         self.emit(Event::UsedNewerSession { key: key.clone() });
                     }
-                    return self.conclude(key, current.as_ref(), decision, now);
+                    let mut outcome =
+                        self.conclude_for(key, trigger, current.as_ref(), decision, now);
+                    if shared && let Ok(served) = outcome.as_mut() {
+                        // The session was refreshed moments ago: that is the
+                        // refresh the caller forced.
+                        served.refreshed = true;
+                    }
+                    return outcome;
                 }
             };
             self.emit(Event::Refreshing {
                 key: key.clone(),
                 reason,
             });
+            // From the request until its result is saved, an exit would lose the
+            // session: the shield lets the program put off exiting.
+            let _section = self.shield.enter();
             let failure = match self.attempt(&current.record).await {
-                Ok(refreshed) => return self.store_refreshed(key, guard, current, refreshed).await,
+                Ok(refreshed) => {
+                    return self
+                        .store_refreshed(key, guard, current, refreshed, trigger)
+                        .await;
+                }
                 Err(failure) => failure,
             };
             if failure.class != FailureClass::SessionDead {
                 return self
-                    .keep_after_failure(key, guard, current, failure, fallback)
+                    .keep_after_failure(key, guard, current, failure, fallback, trigger)
                     .await;
             }
             // invalid_grant: first re-read; another writer may have rotated the token.
@@ -399,7 +630,8 @@ impl<S: Store> Keeper<S> {
             Trigger::Demand { demand, .. } => {
                 let refreshed_moments_ago = tokens.is_some_and(|t| {
                     t.origin.from_provider()
-                        && (t.obtained_at..t.obtained_at + FORCE_COALESCE_WINDOW).contains(&now)
+                        && t.obtained_at <= now
+                        && now < saturating_add(t.obtained_at, FORCE_COALESCE_WINDOW)
                 });
                 Demand {
                     force: demand.force && !refreshed_moments_ago,
@@ -413,14 +645,37 @@ impl<S: Store> Keeper<S> {
         }
     }
 
+    /// [`Self::conclude`] for a trigger: a server's rejected token is never
+    /// handed back as a success.
+    fn conclude_for(
+        &self,
+        key: &SessionKey,
+        trigger: &Trigger,
+        loaded: Option<&Versioned>,
+        decision: Decision,
+        now: Timestamp,
+    ) -> Outcome {
+        let served = self.conclude(key, loaded, decision, trigger.demand(), now)?;
+        if trigger.rejected() == Some(&served.access_token) {
+            return Err(Error::LoginRequired {
+                message: format!(
+                    "a server rejected the access token of profile {key}, and the session cannot renew itself; {}",
+                    self.hint(key)
+                ),
+            });
+        }
+        Ok(served)
+    }
+
     /// Turns a decision that needs no network into a result, with its event.
     fn conclude(
         &self,
         key: &SessionKey,
         loaded: Option<&Versioned>,
         decision: Decision,
+        demand: Demand,
         now: Timestamp,
-    ) -> Result<Served, Error> {
+    ) -> Outcome {
         let record = loaded.map(|v| &v.record);
         let tokens = record.and_then(|r| r.tokens.as_ref());
         match (decision, tokens) {
@@ -435,10 +690,7 @@ impl<S: Store> Keeper<S> {
                         key: key.clone(),
                         expires_at,
                     },
-                    UseReason::CannotRenew => Event::ServedAsIs {
-                        key: key.clone(),
-                        why: "the session cannot renew itself (no usable refresh token)".into(),
-                    },
+                    UseReason::CannotRenew => self.cannot_renew_event(key, tokens, demand, now),
                     UseReason::NoExpiryFromProvider => Event::ServedAsIs {
                         key: key.clone(),
                         why: "the provider gives no expiry for this token".into(),
@@ -461,11 +713,56 @@ impl<S: Store> Keeper<S> {
                 });
                 Err(self.login_required(key, reason, record, now))
             }
+            (Decision::WaitForProvider(until), _) => {
+                self.emit(Event::WaitingForProvider {
+                    key: key.clone(),
+                    until,
+                });
+                Err(Error::Transient {
+                    message: format!(
+                        "the access token of profile {key} has expired, and the provider asked not to be contacted again before {}; try again then",
+                        format_instant(until)
+                    ),
+                })
+            }
             // Refresh is never concluded here; UseStored implies tokens. Either
             // would be a bug in the policy, reported rather than panicking.
             (decision, _) => Err(Error::Transient {
                 message: format!("internal error: cannot conclude {decision:?} for profile {key}"),
             }),
+        }
+    }
+
+    /// The stored token is served as is because the session cannot renew
+    /// itself: normal operation, unless the caller asked for more than it has.
+    fn cannot_renew_event(
+        &self,
+        key: &SessionKey,
+        tokens: &TokenSet,
+        demand: Demand,
+        now: Timestamp,
+    ) -> Event {
+        let short = demand.min_valid.is_some_and(|min| {
+            tokens
+                .expires_at
+                .is_some_and(|at| saturating_sub(at, min) <= now)
+        });
+        let asked = match (demand.force, short) {
+            (true, _) => Some("a refresh was forced"),
+            (false, true) => Some("it does not stay valid as long as asked"),
+            (false, false) => None,
+        };
+        match asked {
+            Some(asked) => Event::ServedWithoutRefresh {
+                key: key.clone(),
+                why: format!(
+                    "{asked}, but the session cannot renew itself (no usable refresh token)"
+                ),
+            },
+            None => Event::ServedAsIs {
+                key: key.clone(),
+                why: "the session cannot renew itself (no usable refresh token)".into(),
+            },
         }
     }
 
@@ -527,7 +824,8 @@ impl<S: Store> Keeper<S> {
         let timeout = self.settings.http.timeout;
         let step = async {
             let endpoint = self.token_endpoint(client, http).await?;
-            let request = refresh::request(&endpoint, client, refresh_token);
+            let request =
+                refresh::request(&endpoint, client, refresh_token).map_err(misconfigured)?;
             let sent_at = self.clock.now();
             let response = http
                 .send(request)
@@ -539,25 +837,17 @@ impl<S: Store> Keeper<S> {
             ProviderFailure::transport(format!("no answer within {} (--timeout)", human(timeout)))
         })??;
         let received = self.clock.now();
-        let skew_secs = date(response.headers())
-            .map(|provider_now| provider_now.as_second() - received.as_second())
-            .filter(|skew| skew.abs() > SKEW_TOLERANCE_SECS);
-        let secrets = [
-            Some(refresh_token.expose_secret()),
-            client.client_secret.as_ref().map(|s| s.expose_secret()),
-        ];
-        parse_token_response(&response, received)
-            .map(|response| Refreshed {
-                response,
-                sent_at,
-                skew_secs,
-            })
-            .map_err(|mut failure| {
-                for secret in secrets.into_iter().flatten().filter(|s| s.len() >= 4) {
-                    failure.description = failure.description.replace(secret, "[redacted]");
-                }
-                failure
-            })
+        let skew_secs = date(response.headers()).map(|provider_now| {
+            provider_now
+                .as_second()
+                .saturating_sub(received.as_second())
+        });
+        let secrets = refresh::secrets(client, refresh_token);
+        parse_token_response(&response, received, &secrets).map(|response| Refreshed {
+            response,
+            sent_at,
+            skew_secs,
+        })
     }
 
     /// The token endpoint: given explicitly, or from (cached) discovery.
@@ -640,9 +930,14 @@ impl<S: Store> Keeper<S> {
             }),
         ) && let Some(dir) = path.parent()
         {
-            // A cache that cannot be written only costs a discovery next time.
-            let _ = crate::lock::create_private_dir(dir)
+            let written = crate::lock::create_private_dir(dir)
                 .and_then(|()| crate::lock::write_atomically(&path, ".metadata.", &bytes));
+            if let Err(e) = written {
+                // A cache that cannot be written only costs a discovery next time.
+                self.emit(Event::CacheNotWritten {
+                    message: e.to_string(),
+                });
+            }
         }
     }
 
@@ -653,14 +948,19 @@ impl<S: Store> Keeper<S> {
         guard: &S::Guard,
         current: Versioned,
         refreshed: Refreshed,
-    ) -> Result<Served, Error> {
+        trigger: &Trigger,
+    ) -> Outcome {
         let mut record = current.record;
+        let issuer = record.client.as_ref().map(|c| c.issuer.clone());
+        let skew_secs = self
+            .learn_skew(key, issuer.as_deref(), refreshed.skew_secs)
+            .await;
         let previous = record.tokens.take();
-        let skew = SignedDuration::from_secs(refreshed.skew_secs.unwrap_or(0));
-        let mut tokens =
-            refreshed
-                .response
-                .into_token_set(refreshed.sent_at, Origin::Refresh, skew);
+        let mut tokens = refreshed.response.into_token_set(
+            refreshed.sent_at,
+            Origin::Refresh,
+            SignedDuration::from_secs(skew_secs),
+        );
         let mut rotated = true;
         if let Some(previous) = previous {
             if tokens.refresh_token.is_none() || tokens.refresh_token == previous.refresh_token {
@@ -672,33 +972,166 @@ impl<S: Store> Keeper<S> {
             tokens.scope = tokens.scope.or(previous.scope);
             tokens.id_token = tokens.id_token.or(previous.id_token);
         }
+        let now = self.clock.now();
+        // An access token that is empty or already expired is the provider's
+        // fault: it is not handed out, but the refresh token that came with it
+        // is saved all the same, since the old one may be used up.
+        let unusable = (!tokens.is_usable(now)).then(|| {
+            format!(
+                "the provider answered the refresh with an access token that {}",
+                match tokens.expires_at {
+                    Some(at) if !tokens.access_token.is_empty() => {
+                        format!("had already expired (at {})", format_instant(at))
+                    }
+                    _ => "is empty".to_owned(),
+                }
+            )
+        });
+        let valid_until = tokens.expires_at;
         record.tokens = Some(tokens);
-        record.clock_skew_secs = refreshed.skew_secs;
-        record.health.record_success(truncate(self.clock.now()));
-        let mut expected = current.generation;
-        if let Err(StoreError::Conflict(_)) = self.store.write(guard, Some(expected), &record).await
-        {
-            // A writer that ignores the lock changed the record after we read it.
-            // The provider may have rotated the refresh token already, so ours is
-            // the one that works: keep the newer client settings, write our tokens.
-            let latest = self.store.load(key).await?;
-            if let Some(latest) = latest {
-                expected = latest.generation;
-                record.client = latest.record.client.or(record.client);
-            }
-            self.store.write(guard, Some(expected), &record).await?;
+        record.clock_skew_secs = (skew_secs != 0).then_some(skew_secs);
+        match &unusable {
+            None => record.health.record_success(truncate(now)),
+            Some(message) => record.health.record_failure(
+                Failure {
+                    class: FailureClass::Transient,
+                    message: message.clone(),
+                    at: truncate(now),
+                },
+                None,
+                valid_until,
+            ),
         }
-        let tokens = record.tokens.as_ref().expect("set just above");
+        if let Err(cause) = self.save(key, guard, current.generation, &mut record).await {
+            self.emit(Event::NotSaved {
+                key: key.clone(),
+                message: cause.to_string(),
+            });
+            return Err(Error::NotSaved {
+                key: key.to_string(),
+                cause,
+            });
+        }
+        let Some(tokens) = record.tokens.as_ref() else {
+            // Set above; a record without tokens here would be a bug, reported
+            // rather than panicking.
+            return Err(Error::Transient {
+                message: format!("internal error: refreshed profile {key} holds no tokens"),
+            });
+        };
         self.emit(Event::Refreshed {
             key: key.clone(),
             expires_at: tokens.expires_at,
             rotated,
         });
+        if let Some(message) = unusable {
+            self.emit(Event::RefreshFailed {
+                key: key.clone(),
+                class: FailureClass::Transient,
+                message: message.clone(),
+                next_attempt_at: record.health.next_attempt_at,
+            });
+            return Err(Error::Transient {
+                message: format!(
+                    "cannot refresh profile {key} now: {message}; the new refresh token was saved, try again later"
+                ),
+            });
+        }
+        let short = trigger.demand().min_valid.is_some_and(|min| {
+            tokens
+                .expires_at
+                .is_some_and(|at| saturating_sub(at, min) <= now)
+        });
+        if short {
+            self.emit(Event::ShorterThanAsked {
+                key: key.clone(),
+                expires_at: tokens.expires_at,
+            });
+        }
         Ok(Served::from_tokens(tokens, true))
     }
 
+    /// The skew to apply to this refresh's provider-clock instants: the one just
+    /// measured (recorded for the issuer, so that every session of it uses it),
+    /// else the issuer's last measured one, else none.
+    async fn learn_skew(
+        &self,
+        key: &SessionKey,
+        issuer: Option<&str>,
+        measured: Option<i64>,
+    ) -> i64 {
+        let Some(issuer) = issuer else {
+            return 0;
+        };
+        let skew = match measured {
+            // Differences within the tolerance are the network's and the
+            // clocks' resolution, not skew.
+            Some(m) if m.abs() > SKEW_TOLERANCE_SECS => m,
+            Some(_) => 0,
+            None => {
+                return match self.store.issuer_skew(issuer).await {
+                    Ok(known) => known.unwrap_or(0),
+                    Err(e) => {
+                        self.emit(Event::NotRecorded {
+                            key: key.clone(),
+                            what: "the issuer's clock skew",
+                            message: e.to_string(),
+                        });
+                        0
+                    }
+                };
+            }
+        };
+        if let Err(e) = self.store.set_issuer_skew(issuer, Some(skew)).await {
+            // The skew only steers when to refresh; this refresh uses it anyway.
+            self.emit(Event::NotRecorded {
+                key: key.clone(),
+                what: "the issuer's clock skew",
+                message: e.to_string(),
+            });
+        }
+        skew
+    }
+
+    /// Writes a refresh's result, retrying briefly: the provider may already
+    /// have rotated the refresh token the store holds, so giving up at the first
+    /// error could lose the session. A writer that ignored the lock and changed
+    /// the record meanwhile loses to ours (our refresh token is the one that
+    /// works), though its client settings are kept.
+    async fn save(
+        &self,
+        key: &SessionKey,
+        guard: &S::Guard,
+        mut expected: u64,
+        record: &mut Record,
+    ) -> Result<u64, StoreError> {
+        let mut pauses = SAVE_RETRY_PAUSES.iter();
+        loop {
+            let error = match self.store.write(guard, Some(expected), record).await {
+                Ok(generation) => return Ok(generation),
+                Err(StoreError::Conflict(what)) => match self.store.load(key).await {
+                    Ok(Some(latest)) => {
+                        expected = latest.generation;
+                        if let Some(client) = latest.record.client {
+                            record.client = Some(client);
+                        }
+                        // A conflict resolved this way is retried at once.
+                        continue;
+                    }
+                    Ok(None) => StoreError::Conflict(what),
+                    Err(e) => e,
+                },
+                Err(e) => e,
+            };
+            match pauses.next() {
+                Some(pause) => tokio::time::sleep(*pause).await,
+                None => return Err(error),
+            }
+        }
+    }
+
     /// Records a failure that does not end the session; serves the stored token if
-    /// it is still valid, else says what to do.
+    /// it is still valid (and not one a server rejected), else says what to do.
     async fn keep_after_failure(
         &self,
         key: &SessionKey,
@@ -706,7 +1139,8 @@ impl<S: Store> Keeper<S> {
         current: Versioned,
         failure: ProviderFailure,
         fallback: bool,
-    ) -> Result<Served, Error> {
+        trigger: &Trigger,
+    ) -> Outcome {
         let now = self.clock.now();
         let summary = failure.summary();
         let mut record = current.record;
@@ -719,11 +1153,21 @@ impl<S: Store> Keeper<S> {
         record
             .health
             .record_failure(failed, failure.retry_after, valid_until);
-        // Health is advisory: a record changed meanwhile keeps its own.
-        let _ = self
+        match self
             .store
             .write(guard, Some(current.generation), &record)
-            .await;
+            .await
+        {
+            Ok(_) => {}
+            // Only a writer that ignores the lock changes a record we hold; its
+            // record keeps its own health.
+            Err(StoreError::Conflict(_)) => {}
+            Err(e) => self.emit(Event::NotRecorded {
+                key: key.clone(),
+                what: "the failed refresh",
+                message: e.to_string(),
+            }),
+        }
         self.emit(Event::RefreshFailed {
             key: key.clone(),
             class: failure.class,
@@ -731,7 +1175,10 @@ impl<S: Store> Keeper<S> {
             next_attempt_at: record.health.next_attempt_at,
         });
         let tokens = record.tokens.as_ref();
-        if fallback && let Some(tokens) = tokens.filter(|t| t.is_usable(now)) {
+        if fallback
+            && let Some(tokens) = tokens.filter(|t| t.is_usable(now))
+            && trigger.rejected() != Some(&tokens.access_token)
+        {
             self.emit(Event::ServedStoredAfterFailure {
                 key: key.clone(),
                 expires_at: tokens.expires_at,
@@ -741,6 +1188,15 @@ impl<S: Store> Keeper<S> {
             return Ok(Served::from_tokens(tokens, false));
         }
         let hint = self.hint(key);
+        let what = match trigger {
+            Trigger::Rejected(_) => "a server rejected the access token of profile",
+            Trigger::Demand { .. } => "cannot refresh profile",
+        };
+        let retry = failure
+            .retry_after
+            .filter(|at| *at > now)
+            .map(|at| format!("; the provider asked to wait until {}", format_instant(at)))
+            .unwrap_or_default();
         Err(match failure.class {
             FailureClass::InteractionRequired => Error::InteractionRequired {
                 message: format!(
@@ -748,13 +1204,16 @@ impl<S: Store> Keeper<S> {
                 ),
             },
             FailureClass::Misconfiguration => Error::Misconfiguration {
-                message: format!(
-                    "cannot refresh profile {key}: {summary}; check the client configuration"
-                ),
+                message: format!("{what} {key}: {summary}; check the client configuration"),
             },
             FailureClass::Transient | FailureClass::SessionDead => Error::Transient {
                 message: format!(
-                    "cannot refresh profile {key} now: {summary}; the session is kept, try again later"
+                    "{what} {key}{}: {summary}{retry}; the session is kept, try again later",
+                    if trigger.rejected().is_some() {
+                        ", and refreshing it failed"
+                    } else {
+                        " now"
+                    }
                 ),
             },
         })
@@ -806,7 +1265,7 @@ impl Keeper<crate::store::FileStore> {
         demand: Demand,
     ) -> Option<Result<Served, Error>> {
         let now = self.clock.now();
-        let loaded = match self.store.load_blocking(key) {
+        let loaded = match self.store.load_with_skew_blocking(key) {
             Ok(loaded) => loaded,
             Err(e) => return Some(Err(e.into())),
         };
@@ -816,7 +1275,7 @@ impl Keeper<crate::store::FileStore> {
             .decide(loaded.as_ref().map(|v| &v.record), demand, now);
         match decision {
             Decision::Refresh { .. } => None,
-            decision => Some(self.conclude(key, loaded.as_ref(), decision, now)),
+            decision => Some(self.conclude(key, loaded.as_ref(), decision, demand, now)),
         }
     }
 }

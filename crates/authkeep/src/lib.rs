@@ -29,6 +29,7 @@
 //! | [`http`] | the one place that does HTTP |
 //! | [`keeper`] | the coordinator |
 //! | [`events`] | what the coordinator reports |
+//! | [`shield`] | when a refresh's result is not yet saved |
 //! | [`clock`] | the injected clock |
 
 pub mod clock;
@@ -41,6 +42,7 @@ pub mod oauth;
 pub mod policy;
 pub mod secret;
 pub mod session;
+pub mod shield;
 pub mod store;
 pub mod token;
 
@@ -51,5 +53,6 @@ pub use keeper::{Keeper, Served, Settings};
 pub use policy::{Decision, Demand, Policy};
 pub use secret::{AccessToken, ClientSecret, IdToken, RefreshToken};
 pub use session::{Client, ClientAuth, Health, Record, SessionKey, Versioned};
+pub use shield::Shield;
 pub use store::{FileStore, MemoryStore, Store};
 pub use token::{TokenResponse, TokenSet};

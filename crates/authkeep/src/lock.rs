@@ -5,11 +5,19 @@
 //! ever guessed from timestamps. A lock belongs to an open file description, so two
 //! opens in one process contend like two processes do; the coordinator pairs it with
 //! an in-process single flight.
+//!
+//! A process that finds the lock held does not poll for it. It waits for the
+//! holder to let go with a blocking *shared* lock taken on a helper thread, which
+//! the kernel grants to every such waiter at once when the exclusive holder
+//! releases; the waiter drops it at once and re-reads the record. So N waiters
+//! wake together and read the winner's record without queueing for an exclusive
+//! turn each; only one that still finds a refresh due competes for the exclusive
+//! lock again.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::StoreError;
 
@@ -28,55 +36,71 @@ impl FileLock {
         &self.path
     }
 
-    /// Takes the lock on `path`, waiting at most `wait`.
-    ///
-    /// std offers `lock()` (wait forever) and `try_lock()`; a blocking wait cannot be
-    /// abandoned at a deadline, so this polls `try_lock` with a short, growing pause
-    /// and gives up at the bound. `on_wait` is called once if the lock is busy.
-    pub async fn acquire(
-        path: &Path,
-        key: &str,
-        wait: Duration,
-        on_wait: impl FnOnce(),
-    ) -> Result<Self, StoreError> {
+    /// Takes the lock on `path` if nobody holds it; `None` if somebody does.
+    pub fn try_acquire(path: &Path) -> Result<Option<Self>, StoreError> {
         let file = open_lock_file(path)?;
-        let started = Instant::now();
-        let mut pause = Duration::from_millis(1);
-        let mut on_wait = Some(on_wait);
-        loop {
-            match file.try_lock() {
-                Ok(()) => {
-                    return Ok(Self {
-                        _file: file,
-                        path: path.to_owned(),
-                    });
-                }
-                Err(TryLockError::WouldBlock) => {}
-                Err(TryLockError::Error(e)) => return Err(StoreError::io("locking", path)(e)),
-            }
-            if let Some(notify) = on_wait.take() {
-                notify();
-            }
-            let elapsed = started.elapsed();
-            if elapsed >= wait {
-                return Err(StoreError::LockTimeout {
-                    key: key.to_owned(),
-                    waited_secs: wait.as_secs(),
-                });
-            }
-            tokio::time::sleep(pause.min(wait - elapsed)).await;
-            pause = (pause * 2).min(Duration::from_millis(20));
+        match file.try_lock() {
+            Ok(()) => Ok(Some(Self {
+                _file: file,
+                path: path.to_owned(),
+            })),
+            Err(TryLockError::WouldBlock) => Ok(None),
+            Err(TryLockError::Error(e)) => Err(StoreError::io("locking", path)(e)),
+        }
+    }
+
+    /// Waits until nobody holds the lock on `path` exclusively, at most `wait`.
+    /// Returns whether it was released in time (it may be taken again at once).
+    ///
+    /// A blocking `flock` cannot be abandoned at a deadline, so it runs on a
+    /// thread of its own; on time-out the thread is left blocked, and when the
+    /// holder finally lets go it takes the shared lock and drops it at once. A
+    /// plain thread rather than the runtime's blocking pool, because a runtime
+    /// waits for its blocking tasks when it shuts down and a stopped holder would
+    /// keep the process from exiting.
+    pub async fn wait_for_release(path: &Path, wait: Duration) -> Result<bool, StoreError> {
+        let file = open_lock_file(path)?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name("authkeep-lock-wait".into())
+            .spawn(move || {
+                let outcome = file.lock_shared();
+                // The shared lock is released as the file is dropped here; a
+                // receiver that gave up simply never reads the outcome.
+                drop(file);
+                // A send to a receiver that stopped waiting fails; nothing is owed.
+                tx.send(outcome).ok();
+            });
+        if let Err(e) = spawned {
+            return Err(StoreError::io("starting a thread to wait for", path)(e));
+        }
+        match tokio::time::timeout(wait, rx).await {
+            Ok(Ok(Ok(()))) => Ok(true),
+            Ok(Ok(Err(e))) => Err(StoreError::io("waiting for the lock", path)(e)),
+            // The thread ended without an answer: only a panic inside std's
+            // `lock_shared` could do that. Treat it as released; the caller
+            // re-reads and tries again, bounded by its own deadline.
+            Ok(Err(_)) => Ok(true),
+            Err(_) => Ok(false),
         }
     }
 }
 
 fn open_lock_file(path: &Path) -> Result<File, StoreError> {
+    open_private(path, false)
+}
+
+/// Opens `path` for writing, creating it readable by its owner only (0600);
+/// `truncate` empties an existing file.
+pub(crate) fn open_private(path: &Path, truncate: bool) -> Result<File, StoreError> {
     let mut options = OpenOptions::new();
-    options.read(true).write(true).create(true).truncate(false);
-    set_private_mode(&mut options);
     options
-        .open(path)
-        .map_err(StoreError::io("opening lock file", path))
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(truncate);
+    set_private_mode(&mut options);
+    options.open(path).map_err(StoreError::io("opening", path))
 }
 
 /// Replaces `path` with `bytes` atomically: a private temporary file in the same
@@ -159,22 +183,33 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_second_open_waits_and_times_out() {
+    async fn a_waiter_wakes_when_the_holder_releases_and_times_out_while_it_holds() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.lock");
-        let held = FileLock::acquire(&path, "s", Duration::from_secs(1), || {})
-            .await
-            .unwrap();
-        let mut waited = false;
-        let err = FileLock::acquire(&path, "s", Duration::from_millis(50), || waited = true)
-            .await
-            .unwrap_err();
-        assert!(waited);
-        assert!(matches!(err, StoreError::LockTimeout { .. }), "{err}");
+        let held = FileLock::try_acquire(&path)
+            .unwrap()
+            .expect("free at first");
+        assert!(FileLock::try_acquire(&path).unwrap().is_none(), "held");
+        assert!(
+            !FileLock::wait_for_release(&path, Duration::from_millis(50))
+                .await
+                .unwrap(),
+            "still held after the wait"
+        );
+        let waiter = tokio::spawn({
+            let path = path.clone();
+            async move { FileLock::wait_for_release(&path, Duration::from_secs(30)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            !waiter.is_finished(),
+            "the waiter waits while the lock is held"
+        );
         drop(held);
-        FileLock::acquire(&path, "s", Duration::from_millis(50), || {})
-            .await
-            .unwrap();
+        assert!(waiter.await.unwrap().unwrap(), "woken by the release");
+        // The waiter's shared lock is gone too: the lock can be taken again.
+        let again = FileLock::try_acquire(&path).unwrap();
+        assert!(again.is_some());
     }
 
     #[cfg(unix)]

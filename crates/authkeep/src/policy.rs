@@ -1,11 +1,14 @@
 //! The refresh decision: a pure function of the record, the policy, the caller's
-//! demand and `now` (DESIGN.md §2). It does no I/O and reads no clock; the
-//! coordinator acts on the decision and reports its reason.
+//! demand and `now` (docs/DESIGN.md §2). It does no I/O and reads no clock; the
+//! coordinator acts on the decision and reports its reason. Every instant it
+//! computes saturates rather than overflows: records and providers may carry any
+//! instant jiff can represent, and a policy any duration.
 
 use jiff::{SignedDuration, Timestamp};
 
+use crate::error::FailureClass;
 use crate::session::Record;
-use crate::token::{ExpirySource, TokenSet};
+use crate::token::{ExpirySource, TokenSet, saturating_add, saturating_sub};
 
 /// How early to refresh, and how long tokens without an expiry may live.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -98,21 +101,94 @@ pub enum Decision {
     },
     /// No usable token and no way to renew: log in.
     RequireLogin(LoginReason),
+    /// The token has expired and a refresh is due, but the provider asked us
+    /// (`Retry-After`) not to come back before this instant.
+    WaitForProvider(Timestamp),
+}
+
+/// What a session's record amounts to at an instant, for overviews such as a
+/// status listing: the same decisions as getting a token, without acting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionState {
+    /// No record, or one that never held tokens.
+    None,
+    /// The provider ended the session (its refresh token was rejected).
+    Ended,
+    /// The access token is usable.
+    Valid,
+    /// The access token is not usable, but the session can renew itself.
+    ExpiredRenewable,
+    /// A new login is needed: no usable token and no way to renew, or the
+    /// provider asked for interaction.
+    LoginRequired,
+}
+
+impl SessionState {
+    /// The name used in `--json` output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionState::None => "none",
+            SessionState::Ended => "ended",
+            SessionState::Valid => "valid",
+            SessionState::ExpiredRenewable => "expired_renewable",
+            SessionState::LoginRequired => "login_required",
+        }
+    }
+
+    /// Whether the user must log in before a token can be had.
+    pub fn needs_login(self) -> bool {
+        matches!(
+            self,
+            SessionState::None | SessionState::Ended | SessionState::LoginRequired
+        )
+    }
 }
 
 impl Policy {
+    /// The state of a session at `now`.
+    pub fn state(&self, record: Option<&Record>, now: Timestamp) -> SessionState {
+        let Some(record) = record else {
+            return SessionState::None;
+        };
+        let last_class = record.health.last_error.as_ref().map(|e| e.class);
+        let Some(tokens) = record.tokens.as_ref() else {
+            return if last_class == Some(FailureClass::SessionDead) {
+                SessionState::Ended
+            } else {
+                SessionState::None
+            };
+        };
+        match self.decide(Some(record), Demand::default(), now) {
+            Decision::RequireLogin(_) => SessionState::LoginRequired,
+            _ if tokens.is_usable(now) => SessionState::Valid,
+            // The provider asked for interaction: renewing will not work until
+            // a login.
+            _ if last_class == Some(FailureClass::InteractionRequired) => {
+                SessionState::LoginRequired
+            }
+            _ => SessionState::ExpiredRenewable,
+        }
+    }
+
     /// The refresh window for a token of this lifetime:
     /// `min(threshold, lifetime × fraction)`, or the threshold when the lifetime is
     /// unknown.
     pub fn window(&self, lifetime: Option<SignedDuration>) -> SignedDuration {
+        // A negative threshold or a share outside 0..=1 (NaN included) is a
+        // caller's mistake; it is read as the nearest sensible value.
+        let threshold = self.threshold.max(SignedDuration::ZERO);
+        let fraction = if self.fraction.is_nan() {
+            Policy::default().fraction
+        } else {
+            self.fraction.clamp(0.0, 1.0)
+        };
         match lifetime {
             Some(lifetime) => {
-                let share =
-                    SignedDuration::try_from_secs_f64(lifetime.as_secs_f64() * self.fraction)
-                        .unwrap_or(self.threshold);
-                share.min(self.threshold)
+                let share = SignedDuration::try_from_secs_f64(lifetime.as_secs_f64() * fraction)
+                    .unwrap_or(threshold);
+                share.min(threshold)
             }
-            None => self.threshold,
+            None => threshold,
         }
     }
 
@@ -127,19 +203,22 @@ impl Policy {
         let refresh_alive =
             record.can_renew() && tokens.refresh_expires_at.is_none_or(|at| now < at);
         let decision = self.decide_tokens(tokens, record.can_renew(), refresh_alive, demand, now);
-        // A recorded back-off postpones a refresh the stored token can cover; once
-        // the token has expired (fallback false) the next call tries again.
-        match (decision, record.health.next_attempt_at) {
-            (
-                Decision::Refresh {
-                    fallback: true,
-                    reason,
-                },
-                Some(until),
-            ) if now < until && reason != RefreshReason::Forced => {
-                Decision::UseStored(UseReason::BackingOff(until))
+        let health = &record.health;
+        match decision {
+            // A recorded back-off postpones a refresh the stored token can cover.
+            Decision::Refresh { fallback: true, .. }
+                if !demand.force && health.next_attempt_at.is_some_and(|until| now < until) =>
+            {
+                Decision::UseStored(UseReason::BackingOff(health.next_attempt_at.unwrap_or(now)))
             }
-            _ => decision,
+            // Once the token has expired only the provider's own `Retry-After`
+            // still holds; authkeep's back-off yields to the next call.
+            Decision::Refresh {
+                fallback: false, ..
+            } if !demand.force && health.retry_after.is_some_and(|until| now < until) => {
+                Decision::WaitForProvider(health.retry_after.unwrap_or(now))
+            }
+            decision => decision,
         }
     }
 
@@ -183,7 +262,7 @@ impl Policy {
                 ExpirySource::ProviderGivesNone => {
                     let too_old = self
                         .max_age
-                        .is_some_and(|age| now >= tokens.obtained_at + age);
+                        .is_some_and(|age| now >= saturating_add(tokens.obtained_at, age));
                     if too_old {
                         refresh_or_login(RefreshReason::MaxAge, true, cannot_renew)
                     } else {
@@ -195,18 +274,18 @@ impl Policy {
         };
         let lifetime = tokens.lifetime();
         let window = self.window(lifetime);
-        if now < expires_at - window {
+        if now < saturating_sub(expires_at, window) {
             let Some(min_valid) = demand.min_valid.filter(|m| *m > window) else {
                 return Decision::UseStored(UseReason::Valid);
             };
-            if now < expires_at - min_valid {
+            if now < saturating_sub(expires_at, min_valid) {
                 return Decision::UseStored(UseReason::Valid);
             }
             // Only `min_valid` asks for a refresh. A token the provider issued
             // moments ago (within a tenth of its lifetime) would come back no
             // longer: serve it and say so, rather than refresh in a loop.
             let fresh = tokens.origin.from_provider()
-                && lifetime.is_some_and(|l| now < tokens.obtained_at + l / 10);
+                && lifetime.is_some_and(|l| now < saturating_add(tokens.obtained_at, l / 10));
             if fresh {
                 return Decision::UseStored(UseReason::ShorterThanAsked);
             }

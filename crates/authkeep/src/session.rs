@@ -1,12 +1,12 @@
 //! What a store keeps for one session: who the client is, the current token set,
 //! and the session's health (last success, last failure, next allowed attempt).
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::error::FailureClass;
 use crate::secret::ClientSecret;
-use crate::token::TokenSet;
+use crate::token::{ExpirySource, TokenSet, saturating_add, saturating_sub, truncate};
 
 /// A session's name: a CLI profile or a backend's account id.
 ///
@@ -101,6 +101,10 @@ pub struct Health {
     /// No refresh is attempted before this instant while a valid token is held.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt_at: Option<Timestamp>,
+    /// The instant a provider's `Retry-After` named: no refresh is attempted
+    /// before it even once the token has expired (unless forced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<Timestamp>,
 }
 
 impl Health {
@@ -115,7 +119,9 @@ impl Health {
     /// Records a failure and when the next attempt is allowed: 30 s (with ±10 %
     /// jitter) doubling with each consecutive failure up to 15 minutes, at least
     /// until `retry_after`, and never past `valid_until` (the stored token's
-    /// expiry), so that once the token has expired the next call tries again.
+    /// expiry), so that once the token has expired the next call tries again;
+    /// the provider's own `retry_after` is also kept apart, and holds after
+    /// expiry too.
     pub fn record_failure(
         &mut self,
         failure: Failure,
@@ -126,14 +132,15 @@ impl Health {
         let doublings = self.consecutive_failures.saturating_sub(1).min(5);
         let base = (30.0 * f64::from(1u32 << doublings)).min(900.0);
         let jittered = base * (0.9 + 0.2 * fastrand::f64());
-        let mut next = failure.at + jiff::SignedDuration::from_secs_f64(jittered);
+        let mut next = saturating_add(failure.at, SignedDuration::from_secs_f64(jittered));
         if let Some(at) = retry_after {
             next = next.max(at);
         }
         if let Some(until) = valid_until {
             next = next.min(until);
         }
-        self.next_attempt_at = Some(crate::token::truncate(next));
+        self.next_attempt_at = Some(truncate(next));
+        self.retry_after = retry_after.map(truncate);
         self.last_error = Some(failure);
     }
 }
@@ -147,8 +154,9 @@ pub struct Record {
     pub tokens: Option<TokenSet>,
     /// Health and back-off.
     pub health: Health,
-    /// The issuer's clock minus ours, in seconds, when it was found to differ by
-    /// more than a minute.
+    /// The issuer's clock minus ours, in seconds, as already applied to the
+    /// instants of the token set that the provider's clock gave (a JWT's `exp`
+    /// and `iat`); see [`Record::apply_issuer_skew`].
     pub clock_skew_secs: Option<i64>,
 }
 
@@ -159,6 +167,31 @@ impl Record {
             .as_ref()
             .is_some_and(|t| t.refresh_token.is_some())
             && self.client.is_some()
+    }
+
+    /// Whether the token set's expiry was read on the provider's clock, so that
+    /// the issuer's clock skew matters.
+    pub fn expiry_on_provider_clock(&self) -> bool {
+        self.tokens
+            .as_ref()
+            .is_some_and(|t| t.expiry_source == ExpirySource::JwtExp)
+    }
+
+    /// Moves the instants the provider's clock gave onto ours, given the issuer's
+    /// clock minus ours in seconds (as last measured for the issuer). Only the
+    /// difference to the skew already applied is applied, so this may be called
+    /// on every read.
+    pub fn apply_issuer_skew(&mut self, skew_secs: i64) {
+        let applied = self.clock_skew_secs.unwrap_or(0);
+        let Some(tokens) = self.tokens.as_mut() else {
+            return;
+        };
+        if tokens.expiry_source == ExpirySource::JwtExp && skew_secs != applied {
+            let shift = SignedDuration::from_secs(skew_secs.saturating_sub(applied));
+            tokens.expires_at = tokens.expires_at.map(|t| saturating_sub(t, shift));
+            tokens.issued_at = tokens.issued_at.map(|t| saturating_sub(t, shift));
+        }
+        self.clock_skew_secs = (skew_secs != 0).then_some(skew_secs);
     }
 }
 

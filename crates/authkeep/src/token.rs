@@ -1,7 +1,7 @@
 //! The token set a session holds, and where its expiry comes from.
 //!
 //! Expiry is inferred once, when a token response is received or imported, from the
-//! first source that gives one (DESIGN.md §2): `expires_in` counted from the instant
+//! first source that gives one (docs/DESIGN.md §2): `expires_in` counted from the instant
 //! the request was sent, an explicit expiry, the access token's JWT `exp` claim
 //! (decoded without verification), otherwise unknown. All instants are kept with
 //! second precision, rounded towards the past so that latency errs on the early side.
@@ -158,7 +158,7 @@ impl TokenResponse {
         }
     }
 
-    /// Turns a response into a token set, inferring expiry as DESIGN.md §2 says.
+    /// Turns a response into a token set, inferring expiry as docs/DESIGN.md §2 says.
     /// `at` is the instant the request was sent (or the import instant); `skew` is
     /// the issuer's clock minus ours, applied to the JWT's absolute claims.
     pub fn into_token_set(self, at: Timestamp, origin: Origin, skew: SignedDuration) -> TokenSet {
@@ -179,12 +179,11 @@ impl TokenResponse {
             .and_then(from_provider_clock);
 
         let sane = |secs: i64| (1..=MAX_SANE_LIFETIME_SECS).contains(&secs);
-        let (expires_at, issued_at, expiry_source) = match self.expires_in.filter(|s| sane(*s)) {
-            Some(secs) => (
-                Some(at + SignedDuration::from_secs(secs)),
-                Some(at),
-                ExpirySource::ExpiresIn,
-            ),
+        let after = |secs: i64| at.checked_add(SignedDuration::from_secs(secs)).ok();
+        // An instant past the end of time is as absurd as a negative lifetime.
+        let from_expires_in = self.expires_in.filter(|s| sane(*s)).and_then(after);
+        let (expires_at, issued_at, expiry_source) = match from_expires_in {
+            Some(expires_at) => (Some(expires_at), Some(at), ExpirySource::ExpiresIn),
             None => match (self.expires_at, jwt_exp) {
                 (Some(explicit), _) => (
                     Some(truncate(explicit)),
@@ -203,8 +202,9 @@ impl TokenResponse {
                 ),
             },
         };
-        let refresh_expires_at = match self.refresh_expires_in.filter(|s| sane(*s)) {
-            Some(secs) => Some(at + SignedDuration::from_secs(secs)),
+        let refresh_expires_at = match self.refresh_expires_in.filter(|s| sane(*s)).and_then(after)
+        {
+            Some(instant) => Some(instant),
             None => self.refresh_expires_at.map(truncate),
         };
         TokenSet {
@@ -242,6 +242,24 @@ pub fn is_placeholder_refresh_token(value: &str) -> bool {
     value.is_empty()
         || value.eq_ignore_ascii_case("auto-login")
         || value.eq_ignore_ascii_case("null")
+}
+
+/// `t + d`, or the last (first) representable instant where that would overflow.
+pub fn saturating_add(t: Timestamp, d: SignedDuration) -> Timestamp {
+    t.checked_add(d).unwrap_or(if d.is_negative() {
+        Timestamp::MIN
+    } else {
+        Timestamp::MAX
+    })
+}
+
+/// `t − d`, saturating like [`saturating_add`].
+pub fn saturating_sub(t: Timestamp, d: SignedDuration) -> Timestamp {
+    t.checked_sub(d).unwrap_or(if d.is_negative() {
+        Timestamp::MAX
+    } else {
+        Timestamp::MIN
+    })
 }
 
 /// Drops sub-second precision, towards the past.

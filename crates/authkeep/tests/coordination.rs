@@ -1,7 +1,10 @@
-//! One refresh per session across the tasks of one process, and a session that a
-//! foreign writer rotates during a refresh is used, never deleted. The keeper runs
-//! over a file store in a temporary directory against the development identity
-//! provider.
+//! One refresh per session across the tasks of one process, sharing one lock
+//! wait and one outcome; a session that a foreign writer rotates during a refresh
+//! is used, never deleted; a rotation that cannot be saved is an error, never a
+//! token; a provider's `Retry-After`, an access token expired at receipt, a
+//! rejected token and the issuer's clock skew are handled as docs/DESIGN.md says.
+//! The keeper runs over a file store in a temporary directory against the
+//! development identity provider.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,12 +14,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use authkeep::store::FileGuard;
+use authkeep::store::Guard as _;
 use authkeep::token::Origin;
 use authkeep::{
-    AccessToken, Client, Demand, Error, Event, EventSink, FileStore, Keeper, Record, Served,
-    SessionKey, Settings, Store, StoreError, TokenResponse, Versioned,
+    AccessToken, Client, Demand, Error, Event, EventSink, FileStore, Keeper, ManualClock, Record,
+    Served, SessionKey, Settings, Store, StoreError, TokenResponse, Versioned,
 };
-use authkeep_devidp::{Config, DEFAULT_CLIENT_ID, DevIdp, SessionRequest};
+use authkeep_devidp::{Config, DEFAULT_CLIENT_ID, DevIdp, FaultKind, Faults, SessionRequest};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::Value;
 
@@ -111,15 +115,15 @@ where
     served
 }
 
-/// Every caller got the same token, exactly one of them refreshed it, the
-/// provider saw one refresh request, and the token and the stored refresh token
-/// work.
+/// Every caller got the same token, the provider saw one refresh request (which
+/// the callers that shared it report as theirs), and the token and the stored
+/// refresh token work.
 fn assert_one_refresh(idp: &DevIdp, store: &FileStore, served: &[Served], old: &Value) {
     let counters = idp.counters();
     assert_eq!(counters.token_requests_for(REFRESH), 1, "refresh requests");
     assert_eq!(counters.outcome(REFRESH, "ok"), 1);
     assert_eq!(counters.grants_revoked, 0);
-    assert_eq!(served.iter().filter(|s| s.refreshed).count(), 1);
+    assert!(served.iter().any(|s| s.refreshed));
     let token = &served[0].access_token;
     assert!(served.iter().all(|s| s.access_token == *token), "one token");
     assert!(
@@ -231,15 +235,16 @@ impl Store for Interleaved {
         loaded
     }
 
-    async fn lock(
-        &self,
-        key: &SessionKey,
-        wait: Duration,
-        on_wait: impl FnOnce() + Send,
-    ) -> Result<FileGuard, StoreError> {
-        let guard = self.inner.lock(key, wait, on_wait).await?;
-        self.locked.store(true, Ordering::SeqCst);
+    async fn try_lock(&self, key: &SessionKey) -> Result<Option<FileGuard>, StoreError> {
+        let guard = self.inner.try_lock(key).await?;
+        if guard.is_some() {
+            self.locked.store(true, Ordering::SeqCst);
+        }
         Ok(guard)
+    }
+
+    async fn wait_for_release(&self, key: &SessionKey, wait: Duration) -> Result<bool, StoreError> {
+        self.inner.wait_for_release(key, wait).await
     }
 
     async fn write(
@@ -257,6 +262,14 @@ impl Store for Interleaved {
 
     async fn list(&self) -> Result<Vec<SessionKey>, StoreError> {
         self.inner.list().await
+    }
+
+    async fn issuer_skew(&self, issuer: &str) -> Result<Option<i64>, StoreError> {
+        self.inner.issuer_skew(issuer).await
+    }
+
+    async fn set_issuer_skew(&self, issuer: &str, skew: Option<i64>) -> Result<(), StoreError> {
+        self.inner.set_issuer_skew(issuer, skew).await
     }
 }
 
@@ -356,4 +369,468 @@ async fn a_rejected_refresh_token_the_store_still_holds_ends_the_session() {
     );
     assert!(record.client.is_some(), "the rest of the record is kept");
     assert_eq!(idp.counters().outcome(REFRESH, "invalid_grant"), 1);
+}
+
+/// A file store whose writes fail with "no space left on device" the first
+/// `failures` times (every time for `usize::MAX`), as a full disk does.
+struct FullDisk {
+    inner: FileStore,
+    failures: std::sync::atomic::AtomicUsize,
+    attempts: std::sync::atomic::AtomicUsize,
+}
+
+impl FullDisk {
+    fn new(inner: FileStore, failures: usize) -> Self {
+        Self {
+            inner,
+            failures: failures.into(),
+            attempts: 0.into(),
+        }
+    }
+
+    fn attempts(&self) -> usize {
+        self.attempts.load(Ordering::SeqCst)
+    }
+}
+
+impl Store for FullDisk {
+    type Guard = FileGuard;
+
+    async fn load(&self, key: &SessionKey) -> Result<Option<Versioned>, StoreError> {
+        self.inner.load(key).await
+    }
+
+    async fn try_lock(&self, key: &SessionKey) -> Result<Option<FileGuard>, StoreError> {
+        self.inner.try_lock(key).await
+    }
+
+    async fn wait_for_release(&self, key: &SessionKey, wait: Duration) -> Result<bool, StoreError> {
+        self.inner.wait_for_release(key, wait).await
+    }
+
+    async fn write(
+        &self,
+        guard: &FileGuard,
+        expected: Option<u64>,
+        record: &Record,
+    ) -> Result<u64, StoreError> {
+        self.attempts.fetch_add(1, Ordering::SeqCst);
+        let failing = self
+            .failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                (left > 0).then(|| left.saturating_sub(1))
+            })
+            .is_ok();
+        if failing {
+            return Err(StoreError::Io {
+                action: "writing",
+                path: self.inner.path(guard.key()),
+                source: Arc::new(std::io::Error::from(std::io::ErrorKind::StorageFull)),
+            });
+        }
+        self.inner.write(guard, expected, record).await
+    }
+
+    async fn remove(&self, guard: &FileGuard, expected: u64) -> Result<(), StoreError> {
+        self.inner.remove(guard, expected).await
+    }
+
+    async fn list(&self) -> Result<Vec<SessionKey>, StoreError> {
+        self.inner.list().await
+    }
+
+    async fn issuer_skew(&self, issuer: &str) -> Result<Option<i64>, StoreError> {
+        self.inner.issuer_skew(issuer).await
+    }
+
+    async fn set_issuer_skew(&self, issuer: &str, skew: Option<i64>) -> Result<(), StoreError> {
+        self.inner.set_issuer_skew(issuer, skew).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_that_cannot_be_saved_is_an_error_and_hands_out_no_token() {
+    let idp = provider().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path());
+    let session = log_in_near_expiry(&Keeper::new(store.clone(), Settings::default()), &idp).await;
+    let (sink, events) = recording();
+    let keeper = Keeper::new(
+        FullDisk::new(store.clone(), usize::MAX),
+        Settings::default(),
+    )
+    .with_events(sink);
+
+    let error = keeper.token(&key(), Demand::default()).await.unwrap_err();
+    let Error::NotSaved { ref cause, .. } = error else {
+        panic!("expected NotSaved, got {error:?}");
+    };
+    let shown = error.to_string();
+    assert!(
+        shown.contains(&store.path(&key()).display().to_string()),
+        "{shown}"
+    );
+    assert!(matches!(cause, StoreError::Io { .. }), "{cause:?}");
+    assert_eq!(keeper.store().attempts(), 4, "one write and three retries");
+    // The provider rotated; nothing claims it was saved.
+    assert_eq!(idp.counters().outcome(REFRESH, "ok"), 1);
+    assert!(!idp.is_active(&text(&session, "refresh_token")));
+    assert!(stored_refresh_token(&store) == text(&session, "refresh_token"));
+    let events = events.lock().unwrap();
+    assert!(
+        events.iter().any(|e| matches!(e, Event::NotSaved { .. })),
+        "{events:?}"
+    );
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::Refreshed { .. })),
+        "{events:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_fails_briefly_is_retried_and_saved() {
+    let idp = provider().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path());
+    let session = log_in_near_expiry(&Keeper::new(store.clone(), Settings::default()), &idp).await;
+    let keeper = Keeper::new(FullDisk::new(store.clone(), 2), Settings::default());
+
+    let served = keeper.token(&key(), Demand::default()).await.unwrap();
+    assert!(served.refreshed);
+    assert_eq!(keeper.store().attempts(), 3);
+    let stored = stored_refresh_token(&store);
+    assert!(stored != text(&session, "refresh_token"));
+    assert!(idp.is_active(&stored), "the saved refresh token works");
+}
+
+/// A process (flock(1)) that takes the session's lock and is then stopped.
+struct StoppedHolder(std::process::Child);
+
+impl StoppedHolder {
+    fn hold(store: &FileStore) -> Self {
+        use std::os::unix::process::CommandExt as _;
+        std::fs::create_dir_all(store.dir()).unwrap();
+        let lock = store.dir().join(format!("{}.lock", key()));
+        let child = std::process::Command::new("flock")
+            .arg(&lock)
+            .args(["sleep", "600"])
+            .process_group(0)
+            .spawn()
+            .expect("flock(1) runs");
+        let holder = Self(child);
+        let started = std::time::Instant::now();
+        while lock_is_free(store) {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "flock took the lock"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        holder.signal("-STOP");
+        holder
+    }
+
+    fn signal(&self, signal: &str) {
+        let group = format!("-{}", self.0.id());
+        let status = std::process::Command::new("kill")
+            .args([signal, "--", &group])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for StoppedHolder {
+    fn drop(&mut self) {
+        self.signal("-KILL");
+        self.0.wait().ok();
+    }
+}
+
+/// Whether the session's lock is free now (taking and dropping it at once).
+fn lock_is_free(store: &FileStore) -> bool {
+    let path = store.dir().join(format!("{}.lock", key()));
+    authkeep::lock::FileLock::try_acquire(&path)
+        .unwrap()
+        .is_some()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_tasks_behind_a_stopped_lock_holder_wait_out_one_lock_timeout() {
+    let idp = provider().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path());
+    let session = log_in_near_expiry(&Keeper::new(store.clone(), Settings::default()), &idp).await;
+    let _holder = StoppedHolder::hold(&store);
+    let keeper = Arc::new(Keeper::new(
+        store.clone(),
+        Settings {
+            lock_timeout: Duration::from_secs(1),
+            ..Settings::default()
+        },
+    ));
+
+    let started = std::time::Instant::now();
+    let served = all_at_once(&[keeper], 64, |keeper| async move {
+        keeper.token(&key(), Demand::default()).await
+    })
+    .await;
+    let elapsed = started.elapsed();
+    // One lock wait for all: about one lock time-out, where waiting in turn
+    // took 64 of them. The bound is generous for a loaded machine.
+    assert!(elapsed >= Duration::from_secs(1), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+    assert!(
+        served
+            .iter()
+            .all(|s| !s.refreshed
+                && s.access_token.expose_secret() == text(&session, "access_token"))
+    );
+    assert_eq!(idp.counters().token_requests_for(REFRESH), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_tasks_with_an_expired_token_and_a_failing_provider_send_one_request() {
+    let idp = provider().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path());
+    let keeper = Arc::new(Keeper::new(store.clone(), Settings::default()));
+    let session = idp.create_session(&SessionRequest::default());
+    keeper
+        .store_login(
+            &key(),
+            client(&idp),
+            response(&session, Some(-10)),
+            Origin::Import,
+        )
+        .await
+        .unwrap();
+    idp.set_faults(Faults {
+        kind: Some(FaultKind::Status {
+            status: 503,
+            retry_after: None,
+            body: None,
+        }),
+        ..Faults::default()
+    });
+
+    let barrier = Arc::new(tokio::sync::Barrier::new(64));
+    let handles: Vec<_> = (0..64)
+        .map(|_| {
+            let (keeper, barrier) = (Arc::clone(&keeper), Arc::clone(&barrier));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                keeper.token(&key(), Demand::default()).await
+            })
+        })
+        .collect();
+    for handle in handles {
+        let error = handle.await.unwrap().unwrap_err();
+        assert!(error.is_transient(), "{error}");
+    }
+    assert_eq!(idp.counters().token_requests_for(REFRESH), 1);
+    assert!(stored_refresh_token(&store) == text(&session, "refresh_token"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_providers_retry_after_holds_after_expiry_until_a_forced_refresh() {
+    let idp = provider().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path());
+    let keeper = Keeper::new(store.clone(), Settings::default());
+    let session = idp.create_session(&SessionRequest::default());
+    keeper
+        .store_login(
+            &key(),
+            client(&idp),
+            response(&session, Some(-10)),
+            Origin::Import,
+        )
+        .await
+        .unwrap();
+    idp.set_faults(Faults {
+        kind: Some(FaultKind::Status {
+            status: 429,
+            retry_after: Some("120".into()),
+            body: None,
+        }),
+        ..Faults::default()
+    });
+
+    let first = keeper.token(&key(), Demand::default()).await.unwrap_err();
+    assert!(first.is_transient(), "{first}");
+    assert_eq!(idp.counters().token_requests_for(REFRESH), 1);
+    let second = keeper.token(&key(), Demand::default()).await.unwrap_err();
+    assert!(second.is_transient(), "{second}");
+    assert!(
+        second
+            .to_string()
+            .contains("asked not to be contacted again before"),
+        "{second}"
+    );
+    assert_eq!(idp.counters().token_requests_for(REFRESH), 1, "no request");
+
+    idp.set_faults(Faults::default());
+    let forced = Demand {
+        force: true,
+        ..Demand::default()
+    };
+    let served = keeper.token(&key(), forced).await.unwrap();
+    assert!(served.refreshed);
+    assert_eq!(idp.counters().token_requests_for(REFRESH), 2);
+    let health = store.load_blocking(&key()).unwrap().unwrap().record.health;
+    assert_eq!(health.retry_after, None, "a success clears it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_access_token_expired_at_receipt_is_not_handed_out_but_its_refresh_token_is_saved() {
+    let idp = provider().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path());
+    let keeper = Keeper::new(store.clone(), Settings::default());
+    let session = log_in_near_expiry(&keeper, &idp).await;
+    idp.set_faults(Faults {
+        kind: Some(FaultKind::ExpiredAccessToken),
+        ..Faults::default()
+    });
+
+    let error = keeper.token(&key(), Demand::default()).await.unwrap_err();
+    assert!(error.is_transient(), "{error}");
+    assert!(error.to_string().contains("had already expired"), "{error}");
+    let stored = stored_refresh_token(&store);
+    assert!(
+        stored != text(&session, "refresh_token"),
+        "the rotation was saved"
+    );
+    assert!(idp.is_active(&stored));
+
+    idp.set_faults(Faults::default());
+    let served = keeper.token(&key(), Demand::default()).await.unwrap();
+    assert!(
+        served.refreshed,
+        "the saved refresh token renews the session"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_token_is_never_handed_back() {
+    let idp = provider().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path());
+    let keeper = Keeper::new(store.clone(), Settings::default());
+
+    // A session that cannot renew itself: log in again.
+    let session = idp.create_session(&SessionRequest::default());
+    let mut bare = response(&session, None);
+    bare.refresh_token = None;
+    keeper
+        .store_login(&key(), client(&idp), bare, Origin::Import)
+        .await
+        .unwrap();
+    let rejected = AccessToken::new(text(&session, "access_token"));
+    let error = keeper
+        .token_after_rejection(&key(), &rejected)
+        .await
+        .unwrap_err();
+    assert!(error.is_login_required(), "{error}");
+
+    // The forced refresh fails: a retryable error, not the rejected token.
+    let session = idp.create_session(&SessionRequest::default());
+    keeper
+        .store_login(
+            &key(),
+            client(&idp),
+            response(&session, None),
+            Origin::Import,
+        )
+        .await
+        .unwrap();
+    let rejected = AccessToken::new(text(&session, "access_token"));
+    idp.set_faults(Faults {
+        kind: Some(FaultKind::Status {
+            status: 503,
+            retry_after: None,
+            body: None,
+        }),
+        ..Faults::default()
+    });
+    let error = keeper
+        .token_after_rejection(&key(), &rejected)
+        .await
+        .unwrap_err();
+    assert!(error.is_transient(), "{error}");
+    assert!(error.to_string().contains("rejected"), "{error}");
+
+    // The lock wait runs out: a retryable error, not the rejected token.
+    idp.set_faults(Faults::default());
+    let _holder = StoppedHolder::hold(&store);
+    let impatient = Keeper::new(
+        store.clone(),
+        Settings {
+            lock_timeout: Duration::from_millis(300),
+            ..Settings::default()
+        },
+    );
+    let error = impatient
+        .token_after_rejection(&key(), &rejected)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, Error::Store(StoreError::LockTimeout { .. })),
+        "{error:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clock_skew_learned_from_one_session_applies_to_every_session_of_the_issuer() {
+    let idp = provider().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path());
+    // Our clock is five minutes behind the provider's (whose `Date` is real).
+    let clock = Arc::new(ManualClock::new(
+        Timestamp::now() - SignedDuration::from_mins(5),
+    ));
+    let keeper = Keeper::new(store.clone(), Settings::default()).with_clock(clock.clone());
+    let other = SessionKey::new("other").unwrap();
+
+    // A second session whose expiry comes from its JWT alone: nine minutes of
+    // life on the provider's clock.
+    let short = idp.create_session(&SessionRequest {
+        access_ttl_secs: Some(540),
+        ..SessionRequest::default()
+    });
+    let mut jwt_only = response(&short, None);
+    jwt_only.expires_in = None;
+    keeper
+        .store_login(&other, client(&idp), jwt_only, Origin::Import)
+        .await
+        .unwrap();
+
+    // Once our clock has caught up, the second session has 9 minutes left by
+    // the provider's clock, well outside its window (half its life, 4.5 min).
+    clock.set(Timestamp::now());
+    let served = keeper.token(&other, Demand::default()).await.unwrap();
+    assert!(!served.refreshed);
+
+    // The first session's refresh measures the provider 5 minutes ahead…
+    clock.set(Timestamp::now() - SignedDuration::from_mins(5));
+    log_in_near_expiry(&keeper, &idp).await;
+    let forced = Demand {
+        force: true,
+        ..Demand::default()
+    };
+    assert!(keeper.token(&key(), forced).await.unwrap().refreshed);
+    let skew = store.issuer_skew_blocking(&idp.issuer()).unwrap();
+    assert!(skew.is_some_and(|s| (298..=302).contains(&s)), "{skew:?}");
+    assert_eq!(idp.counters().token_requests_for(REFRESH), 1);
+
+    // …and the second session's JWT expiry is read on our clock from then on:
+    // with the skew applied, 4 of its minutes are left, inside its window.
+    clock.set(Timestamp::now());
+    let served = keeper.token(&other, Demand::default()).await.unwrap();
+    assert!(
+        served.refreshed,
+        "the skew moved the session into its window"
+    );
+    assert_eq!(idp.counters().token_requests_for(REFRESH), 2);
 }

@@ -91,20 +91,20 @@ async fn demo(duration: Duration, ttl: Duration) -> Result<()> {
     say(&format!(
         "authkeep demo: keeping one session alive for {} against a development identity provider",
         human(duration)
-    ));
+    ))?;
     say(&format!(
         "  provider  {issuer} (access tokens live {}; refresh tokens rotate; reusing one revokes the grant)",
         human(ttl)
-    ));
+    ))?;
     say(&format!(
         "  store     {} (a temporary home, removed at the end)",
         home.path().display()
-    ));
+    ))?;
     say(&format!(
         "  policy    refresh when less than min(5m, 50% of the lifetime) = {} remains",
         human_signed(window)
-    ));
-    say("");
+    ))?;
+    say("")?;
 
     let started = Instant::now();
     let response = idp.create_session(&SessionRequest::default());
@@ -127,7 +127,7 @@ async fn demo(duration: Duration, ttl: Duration) -> Result<()> {
     step(
         started,
         "login    session stored (0600 file); it holds a refresh token, so it can renew itself",
-    );
+    )?;
 
     let tick = (ttl / 10).clamp(Duration::from_millis(500), Duration::from_secs(2));
     let (mut calls, mut from_store, mut race_done, mut outage) = (0u64, 0u64, false, 0u8);
@@ -165,7 +165,7 @@ async fn demo(duration: Duration, ttl: Duration) -> Result<()> {
                 &format!(
                     "race     8 callers at once inside the window -> {sent} refresh request; the others used its result"
                 ),
-            );
+            )?;
             take(&seen);
             continue;
         }
@@ -214,13 +214,13 @@ async fn demo(duration: Duration, ttl: Duration) -> Result<()> {
                         "; the old refresh token is now rejected by the provider"
                     },
                 ),
-            );
+            )?;
             if outage == 1 {
                 outage = 2;
                 step(
                     started,
                     "recover  the provider is back: refreshed, and the session never ended",
-                );
+                )?;
             }
         } else if let Some(failure) = events.failed {
             step(
@@ -228,7 +228,7 @@ async fn demo(duration: Duration, ttl: Duration) -> Result<()> {
                 &format!(
                     "outage   refresh failed ({failure}) -> kept the session, served the stored token ({remaining} left); retry by expiry at the latest"
                 ),
-            );
+            )?;
             idp.set_faults(Faults::default());
         } else if events.backing_off || events.served_after_failure {
             from_store += 1;
@@ -237,7 +237,7 @@ async fn demo(duration: Duration, ttl: Duration) -> Result<()> {
                 &format!(
                     "wait     served the stored token ({remaining} left) while backing off after the failure; no request"
                 ),
-            );
+            )?;
         } else {
             from_store += 1;
             step(
@@ -245,7 +245,7 @@ async fn demo(duration: Duration, ttl: Duration) -> Result<()> {
                 &format!(
                     "token    served from the store, {remaining} left - no network (no DNS, no HTTP client, no request)"
                 ),
-            );
+            )?;
         }
     }
 
@@ -253,25 +253,25 @@ async fn demo(duration: Duration, ttl: Duration) -> Result<()> {
     let refreshes = counters.token_requests_for("refresh_token");
     let final_token = keeper.token(&key, Demand::default()).await?;
     let accepted = idp.is_active(final_token.access_token.expose_secret());
-    say("");
-    say("summary");
-    say(&format!("  token requests by the application   {calls}"));
+    say("")?;
+    say("summary")?;
+    say(&format!("  token requests by the application   {calls}"))?;
     say(&format!(
         "  served from the store, no network   {from_store}"
-    ));
+    ))?;
     say(&format!(
         "  refresh requests sent               {refreshes} (ok {}, failed {})",
         counters.outcome("refresh_token", "ok"),
         refreshes - counters.outcome("refresh_token", "ok")
-    ));
+    ))?;
     say(&format!(
         "  network requests avoided            {}",
         calls.saturating_sub(refreshes)
-    ));
+    ))?;
     say(&format!(
         "  grants revoked by reuse detection   {}",
         counters.grants_revoked
-    ));
+    ))?;
     say(&format!(
         "  session alive at the end            {}",
         if accepted {
@@ -279,7 +279,7 @@ async fn demo(duration: Duration, ttl: Duration) -> Result<()> {
         } else {
             "NO"
         }
-    ));
+    ))?;
     idp.shutdown().await;
     if !accepted {
         return Err(anyhow!("the demo session did not survive; this is a bug"));
@@ -291,13 +291,13 @@ fn take(seen: &Mutex<Seen>) -> Seen {
     std::mem::take(&mut *seen.lock().unwrap_or_else(|p| p.into_inner()))
 }
 
-fn say(line: &str) {
-    printer::out(line);
+fn say(line: &str) -> Result<()> {
+    printer::out(line)
 }
 
-fn step(started: Instant, line: &str) {
+fn step(started: Instant, line: &str) -> Result<()> {
     printer::out(&format!(
         "[{:>5.1}s] {line}",
         started.elapsed().as_secs_f64()
-    ));
+    ))
 }

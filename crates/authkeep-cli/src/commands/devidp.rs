@@ -78,7 +78,7 @@ pub fn run(args: Args) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", args.addr))?;
         let issuer = idp.issuer();
-        printer::out(&issuer);
+        printer::out(&issuer)?;
         eprintln!(
             "authkeep devidp: development identity provider at {issuer} (loopback only; never for production)\n\
              \x20 discovery        {issuer}/.well-known/openid-configuration\n\

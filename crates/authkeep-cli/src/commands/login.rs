@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, anyhow};
 use authkeep::keeper::human_signed;
-use authkeep::oauth::check_endpoint;
+use authkeep::oauth::{check_endpoint, display_url};
 use authkeep::token::format_instant;
 use authkeep::{Client, ClientAuth, ClientSecret, Error, StoreError, TokenResponse};
 use serde_json::Value;
@@ -103,15 +103,21 @@ pub fn run(args: Args, level: Level) -> Result<()> {
         .as_ref()
         .map(|c| c.issuer.as_str())
         .unwrap_or_default();
+    let has_access_token = tokens.is_some_and(|t| !t.access_token.is_empty());
     if args.json {
         printer::json(&serde_json::json!({
             "profile": key.as_str(),
-            "issuer": issuer,
-            "expires_at": expires_at.map(format_instant),
+            "issuer": display_url(issuer),
+            "has_access_token": has_access_token,
+            "expires_at": expires_at.filter(|_| has_access_token).map(format_instant),
             "can_renew": can_renew,
-        }));
+        }))?;
     }
     let validity = match expires_at {
+        _ if !has_access_token => {
+            "no access token yet; the next `authkeep token` gets one with the refresh token"
+                .to_owned()
+        }
         Some(at) if now >= at => format!("access token already expired at {}", format_instant(at)),
         Some(at) => format!(
             "access token valid until {} ({} left)",
@@ -123,7 +129,10 @@ pub fn run(args: Args, level: Level) -> Result<()> {
     printer::status(
         level,
         Level::Normal,
-        &format!("{key}: session stored for {issuer}; {validity}"),
+        &format!(
+            "{key}: session stored for {}; {validity}",
+            display_url(issuer)
+        ),
     );
     if !can_renew {
         printer::status(

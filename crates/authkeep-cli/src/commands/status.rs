@@ -3,17 +3,19 @@
 
 use anyhow::Result;
 use authkeep::keeper::human_signed;
+use authkeep::oauth::display_url;
 use authkeep::store::Store as _;
 use authkeep::token::format_instant;
-use authkeep::{FailureClass, Record, SessionKey};
+use authkeep::{Policy, Record, SessionKey};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use crate::common::Home;
-use crate::config::session_key;
+use crate::common::{Home, default_policy};
+use crate::config::{self, session_key};
+use crate::exit;
 use crate::exit::NeedsLogin;
-use crate::names::OptionalProfileArg;
-use crate::printer;
+use crate::names::{NetworkArgs, OptionalProfileArg, PolicyArgs};
+use crate::printer::{self, Level};
 
 /// Show every session (or one): issuer, client, expiry, remaining time, whether it
 /// can renew itself, and its health (last success, last error, next attempt).
@@ -24,6 +26,8 @@ pub struct Args {
     /// Print {"profiles": [...]} as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    policy: PolicyArgs,
 }
 
 /// Runs the command.
@@ -35,12 +39,28 @@ pub fn run(args: Args) -> Result<()> {
         None => crate::runtime()?.block_on(store.list())?,
     };
     let now = Timestamp::now();
+    // A broken configuration file must not hide the sessions: their state is
+    // then judged by the default policy, with a warning.
+    let policy = match config::settings(&args.policy, &NetworkArgs::default()) {
+        Ok((_, settings)) => settings.policy,
+        Err(e) => {
+            printer::status(
+                Level::Normal,
+                Level::Normal,
+                &format!(
+                    "warning: {}; judging with the default refresh policy",
+                    exit::one_line(&e)
+                ),
+            );
+            default_policy()
+        }
+    };
     let mut rows = Vec::new();
     let mut unreadable = None;
     for key in &keys {
-        match store.load_blocking(key) {
-            Ok(Some(v)) => rows.push(describe(key, Some(&v.record), now)),
-            Ok(None) => rows.push(describe(key, None, now)),
+        match store.load_with_skew_blocking(key) {
+            Ok(Some(v)) => rows.push(describe(key, Some(&v.record), &policy, now)),
+            Ok(None) => rows.push(describe(key, None, &policy, now)),
             Err(e) => {
                 rows.push(json!({ "profile": key.as_str(), "state": "unreadable", "error": e.to_string() }));
                 unreadable.get_or_insert(e);
@@ -48,12 +68,12 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     if args.json {
-        printer::json(&json!({ "profiles": rows }));
+        printer::json(&json!({ "profiles": rows }))?;
     } else if rows.is_empty() {
-        printer::out("no sessions; store one with `authkeep login`");
+        printer::out("no sessions; store one with `authkeep login`")?;
     } else {
         for row in &rows {
-            printer::out(&human_row(row, now));
+            printer::out(&human_row(row, now))?;
         }
     }
     if let Some(e) = unreadable {
@@ -75,46 +95,28 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-fn describe(key: &SessionKey, record: Option<&Record>, now: Timestamp) -> Value {
+fn describe(key: &SessionKey, record: Option<&Record>, policy: &Policy, now: Timestamp) -> Value {
+    let state = policy.state(record, now);
     let Some(record) = record else {
-        return json!({ "profile": key.as_str(), "state": "none" });
+        return json!({ "profile": key.as_str(), "state": state.as_str(), "needs_login": true });
     };
     let tokens = record.tokens.as_ref();
     let expires_at = tokens.and_then(|t| t.expires_at);
     let health = &record.health;
-    let state = match tokens {
-        None if health
-            .last_error
-            .as_ref()
-            .is_some_and(|e| e.class == FailureClass::SessionDead) =>
-        {
-            "ended"
-        }
-        None => "none",
-        Some(t) if t.is_usable(now) => "valid",
-        // The provider asked for interaction: renewing will not work until a login.
-        Some(_)
-            if health
-                .last_error
-                .as_ref()
-                .is_some_and(|e| e.class == FailureClass::InteractionRequired) =>
-        {
-            "login_required"
-        }
-        Some(_) if record.can_renew() => "expired_renewable",
-        Some(_) => "login_required",
-    };
+    let refresh_alive = tokens
+        .and_then(|t| t.refresh_expires_at)
+        .is_none_or(|at| now < at);
     json!({
         "profile": key.as_str(),
-        "state": state,
-        "needs_login": matches!(state, "ended" | "none" | "login_required"),
-        "issuer": record.client.as_ref().map(|c| c.issuer.as_str()),
+        "state": state.as_str(),
+        "needs_login": state.needs_login(),
+        "issuer": record.client.as_ref().map(|c| display_url(&c.issuer)),
         "client_id": record.client.as_ref().map(|c| c.client_id.as_str()),
         "scope": tokens.and_then(|t| t.scope.as_deref()),
         "expires_at": expires_at.map(format_instant),
         "expired": tokens.is_some_and(|t| t.is_expired(now)),
         "remaining_seconds": expires_at.map(|at| at.as_second() - now.as_second()),
-        "can_renew": record.can_renew(),
+        "can_renew": record.can_renew() && refresh_alive,
         "refresh_expires_at": tokens.and_then(|t| t.refresh_expires_at).map(format_instant),
         "obtained_at": tokens.map(|t| format_instant(t.obtained_at)),
         "last_success_at": health.last_success_at.map(format_instant),

@@ -68,7 +68,10 @@ pub fn run(args: Args, level: Level) -> Result<()> {
     };
     let served = match keeper.token_without_network(&key, demand) {
         Some(result) => result?,
-        None => crate::runtime()?.block_on(keeper.token(&key, demand))?,
+        None => crate::runtime()?.block_on(crate::interrupt::shielded(
+            keeper.shield(),
+            keeper.token(&key, demand),
+        ))?,
     };
     print_token(
         &served.access_token,
@@ -77,8 +80,8 @@ pub fn run(args: Args, level: Level) -> Result<()> {
         &key,
         keeper.now(),
         args.json,
-    );
-    Ok(())
+    )
+    .map_err(printer::stdout_error)
 }
 
 /// Renders the library's events as status lines at `level`.

@@ -2,11 +2,15 @@
 //!
 //! One GET and an issuer check; the crate for it would bring a large dependency
 //! tree for these few lines. The `issuer` in the answer must equal the one asked
-//! for exactly, and every endpoint must pass [`super::check_endpoint`].
+//! for exactly, and every endpoint must pass [`super::check_endpoint`]. Messages
+//! show URLs through [`display_url`], never with user information, and the
+//! provider's own words only sanitised.
 
 use http::header::ACCEPT;
 use http::{Method, Request, Response};
 use serde::{Deserialize, Serialize};
+
+use super::display_url;
 
 /// The part of the provider metadata authkeep uses.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,10 +46,11 @@ pub fn request(issuer: &str) -> Result<Request<Vec<u8>>, String> {
         .uri(url(issuer))
         .header(ACCEPT, "application/json")
         .body(Vec::new())
-        .map_err(|e| format!("invalid issuer URL {issuer:?}: {e}"))
+        .map_err(|e| format!("invalid issuer URL {:?}: {e}", display_url(issuer)))
 }
 
-/// Why discovery failed.
+/// Why discovery failed. The texts show URLs without user information and the
+/// provider's words sanitised.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DiscoveryError {
     /// Worth retrying: a 5xx, 429, or an unreadable answer.
@@ -61,29 +66,27 @@ pub fn parse(
     allow_insecure_http: bool,
 ) -> Result<Metadata, DiscoveryError> {
     let status = response.status();
+    let shown = display_url(&url(issuer));
     if status.is_server_error() || matches!(status.as_u16(), 408 | 429) {
         return Err(DiscoveryError::Transient(format!(
-            "discovery at {} answered HTTP {status}",
-            url(issuer)
+            "discovery at {shown} answered HTTP {status}"
         )));
     }
     if !status.is_success() {
         return Err(DiscoveryError::Invalid(format!(
-            "discovery at {} answered HTTP {status}; check --issuer",
-            url(issuer)
+            "discovery at {shown} answered HTTP {status}; check --issuer"
         )));
     }
     let metadata: Metadata = serde_json::from_slice(response.body()).map_err(|_| {
         DiscoveryError::Transient(format!(
-            "discovery at {} returned no usable provider metadata",
-            url(issuer)
+            "discovery at {shown} returned no usable provider metadata"
         ))
     })?;
     if metadata.issuer != issuer {
         return Err(DiscoveryError::Invalid(format!(
-            "the provider at {} says its issuer is {:?}, not {issuer:?}; use exactly its issuer",
-            url(issuer),
-            metadata.issuer
+            "the provider at {shown} says its issuer is {:?}, not {:?}; use exactly its issuer",
+            display_url(&metadata.issuer),
+            display_url(issuer)
         )));
     }
     super::check_endpoint(&metadata.token_endpoint, allow_insecure_http)
@@ -135,6 +138,62 @@ mod tests {
             Err(DiscoveryError::Invalid(_))
         ));
         assert!(parse("https://idp.example", &answer(200, body), true).is_ok());
+    }
+
+    fn message(error: DiscoveryError) -> String {
+        match error {
+            DiscoveryError::Transient(m) | DiscoveryError::Invalid(m) => m,
+        }
+    }
+
+    #[test]
+    fn messages_hide_user_information_and_sanitise_the_provider_issuer() {
+        let issuer = "https://user:hunter2@idp.example";
+        for status in [503, 404, 200] {
+            let shown = message(parse(issuer, &answer(status, "<html>"), false).unwrap_err());
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(shown.contains("https://idp.example/.well-known"), "{shown}");
+        }
+        let body = serde_json::json!({
+            "issuer": format!("https://idp.example/\u{1b}]0;pwned\u{7}\n{}", "i".repeat(5000)),
+            "token_endpoint": "https://idp.example/token",
+        });
+        let shown = message(
+            parse(
+                "https://idp.example",
+                &answer(200, &body.to_string()),
+                false,
+            )
+            .unwrap_err(),
+        );
+        assert!(
+            shown.contains("says its issuer is \"https://idp.example/ iii"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains('\u{1b}') && !shown.contains("pwned"),
+            "{shown}"
+        );
+        assert!(shown.chars().count() < 500, "{shown}");
+        let error = request("https://user:hunter2@idp example").unwrap_err();
+        assert!(!error.contains("hunter2"), "{error}");
+    }
+
+    #[test]
+    fn a_token_endpoint_too_long_for_a_request_is_invalid() {
+        let body = serde_json::json!({
+            "issuer": "https://idp.example",
+            "token_endpoint": format!("https://idp.example/{}", "t".repeat(70_000)),
+        });
+        let error = parse(
+            "https://idp.example",
+            &answer(200, &body.to_string()),
+            false,
+        );
+        let Err(DiscoveryError::Invalid(shown)) = error else {
+            panic!("{error:?}");
+        };
+        assert!(shown.chars().count() < 400, "{shown}");
     }
 
     #[test]

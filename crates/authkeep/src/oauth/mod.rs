@@ -1,6 +1,7 @@
 //! The OAuth 2.0 and OpenID Connect protocol, without I/O: each endpoint builds an
 //! `http::Request<Vec<u8>>` and interprets an `http::Response<Vec<u8>>`, so every
-//! edge case is tested on bytes. [`crate::http`] does the sending.
+//! edge case is tested on bytes. [`crate::http`] does the sending. Whatever the
+//! provider says passes through [`sanitize()`] before anyone sees it.
 
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http::{Method, Request};
@@ -11,24 +12,44 @@ use crate::session::{Client, ClientAuth};
 pub mod discovery;
 pub mod refresh;
 pub mod response;
+pub mod sanitize;
 
 pub use discovery::Metadata;
 pub use response::{ProviderFailure, parse_token_response};
+pub use sanitize::{Secrets, display_url, sanitize};
 
 /// An endpoint URL that tokens may be sent to.
 ///
 /// Only https, or plain http to a loopback host (127.0.0.0/8, ::1, `localhost`),
-/// unless the caller allowed insecure http explicitly.
+/// unless the caller allowed insecure http explicitly; and only a URL a request
+/// can carry (`http::Uri` takes at most 65,534 bytes). Messages show the URL
+/// through [`display_url`].
 pub fn check_endpoint(url: &str, allow_insecure_http: bool) -> Result<Url, String> {
-    let parsed = Url::parse(url).map_err(|e| format!("invalid URL {url:?}: {e}"))?;
+    let parsed = Url::parse(url).map_err(|e| format!("invalid URL {:?}: {e}", display_url(url)))?;
     match parsed.scheme() {
-        "https" => Ok(parsed),
-        "http" if allow_insecure_http || is_loopback(&parsed) => Ok(parsed),
-        "http" => Err(format!(
-            "refusing to send credentials to {url} over plain http; use https (plain http is allowed only on loopback, or with --insecure-allow-http)"
-        )),
-        other => Err(format!("unsupported URL scheme {other:?} in {url}")),
+        "https" => {}
+        "http" if allow_insecure_http || is_loopback(&parsed) => {}
+        "http" => {
+            return Err(format!(
+                "refusing to send credentials to {} over plain http; use https (plain http is allowed only on loopback, or with --insecure-allow-http)",
+                display_url(url)
+            ));
+        }
+        other => {
+            return Err(format!(
+                "unsupported URL scheme {other:?} in {}",
+                display_url(url)
+            ));
+        }
     }
+    http::Uri::try_from(parsed.as_str()).map_err(|e| {
+        format!(
+            "unusable URL {} ({} bytes): {e}",
+            display_url(url),
+            url.len()
+        )
+    })?;
+    Ok(parsed)
 }
 
 fn is_loopback(url: &Url) -> bool {
@@ -41,12 +62,13 @@ fn is_loopback(url: &Url) -> bool {
 }
 
 /// Builds a form POST to a token-style endpoint, authenticating the client as it
-/// is configured (RFC 6749 §2.3.1).
+/// is configured (RFC 6749 §2.3.1). Fails only for a URL that a request cannot
+/// carry (one [`check_endpoint`] refuses too).
 pub(crate) fn form_post<'a>(
     url: &Url,
     client: &'a Client,
     mut params: Vec<(&'a str, &'a str)>,
-) -> Request<Vec<u8>> {
+) -> Result<Request<Vec<u8>>, String> {
     let mut builder = Request::builder()
         .method(Method::POST)
         .uri(url.as_str())
@@ -66,22 +88,41 @@ pub(crate) fn form_post<'a>(
     let body = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(params)
         .finish();
-    // Method, a URI that parsed as a URL and static header names cannot fail to
-    // build a request; the header values are ASCII.
-    builder
-        .body(body.into_bytes())
-        .expect("a form POST is always a valid request")
+    // The method and header names are static and the header values ASCII, so
+    // only the URI (too long for `http::Uri`) can make this fail.
+    builder.body(body.into_bytes()).map_err(|e| {
+        format!(
+            "unusable URL {} ({} bytes): {e}",
+            display_url(url.as_str()),
+            url.as_str().len()
+        )
+    })
+}
+
+/// The secrets a request puts on the wire for `client`: its secret, and with
+/// HTTP Basic the credential made of it.
+pub fn client_secrets(client: &Client) -> Secrets {
+    let mut secrets = Secrets::new();
+    if let Some(secret) = &client.client_secret {
+        secrets.add(secret.expose_secret());
+        if client.auth == ClientAuth::ClientSecretBasic {
+            secrets.add_basic_credential(&client.client_id, secret.expose_secret());
+        }
+    }
+    secrets
 }
 
 /// `Basic base64(urlencode(id):urlencode(secret))`, as RFC 6749 §2.3.1 requires.
 fn basic_auth(client_id: &str, secret: &str) -> String {
+    format!("Basic {}", basic_credential(client_id, secret))
+}
+
+/// The credential of [`basic_auth`], `base64(urlencode(id):urlencode(secret))`.
+pub(crate) fn basic_credential(client_id: &str, secret: &str) -> String {
     use base64::Engine as _;
     let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-    let pair = format!("{}:{}", encode(client_id), encode(secret));
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(pair)
-    )
+    let pair = zeroize::Zeroizing::new(format!("{}:{}", encode(client_id), encode(secret)));
+    base64::engine::general_purpose::STANDARD.encode(pair.as_bytes())
 }
 
 #[cfg(test)]
@@ -99,6 +140,66 @@ mod tests {
         assert!(check_endpoint("http://localhost.evil.example/token", false).is_err());
         assert!(check_endpoint("http://idp.example/token", true).is_ok());
         assert!(check_endpoint("ftp://idp.example/token", true).is_err());
+    }
+
+    #[test]
+    fn a_url_too_long_for_a_request_is_refused_and_shown_short() {
+        let long = format!("https://idp.example/{}", "t".repeat(70_000));
+        let message = check_endpoint(&long, false).unwrap_err();
+        assert!(message.contains("70020 bytes"), "{message}");
+        assert!(message.chars().count() < 400, "{message}");
+        assert!(
+            check_endpoint(
+                &format!("https://idp.example/{}", "t".repeat(60_000)),
+                false
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn endpoint_messages_never_show_user_information() {
+        for url in [
+            "http://user:hunter2@idp.example/token",
+            "ftp://user:hunter2@idp.example/token",
+            "https://user:hunter2@idp.example:99999/token",
+        ] {
+            let message = check_endpoint(url, false).unwrap_err();
+            assert!(!message.contains("hunter2"), "{message}");
+            assert!(!message.contains("user"), "{message}");
+        }
+    }
+
+    #[test]
+    fn client_secrets_cover_what_the_request_carries() {
+        let url = Url::parse("https://idp.example/token").unwrap();
+        let refresh_token = crate::secret::RefreshToken::new("rt/+ secret");
+        let bodies = [
+            (
+                ClientAuth::ClientSecretBasic,
+                "grant_type=refresh_token&refresh_token=[redacted]",
+            ),
+            (
+                ClientAuth::ClientSecretPost,
+                "grant_type=refresh_token&refresh_token=[redacted]&client_id=svc+id&client_secret=[redacted]",
+            ),
+        ];
+        for (auth, expected) in bodies {
+            let client = Client {
+                client_id: "svc id".into(),
+                client_secret: Some(crate::secret::ClientSecret::new("pw&= x")),
+                auth,
+                ..Default::default()
+            };
+            let request = refresh::request(&url, &client, &refresh_token).unwrap();
+            let secrets = refresh::secrets(&client, &refresh_token);
+            let body = String::from_utf8(request.body().clone()).unwrap();
+            assert_eq!(sanitize(&body, &secrets, 1000), expected);
+            if let Some(header) = request.headers().get(AUTHORIZATION) {
+                let shown = sanitize(header.to_str().unwrap(), &secrets, 1000);
+                assert_eq!(shown, "Basic [redacted]");
+            }
+        }
     }
 
     #[test]

@@ -3,16 +3,18 @@
 use http::Request;
 use url::Url;
 
+use super::Secrets;
 use crate::secret::RefreshToken;
 use crate::session::Client;
 
 /// Builds the refresh request. The scope is not sent: omitting it asks for the
-/// scope originally granted, which is what keeping a session alive needs.
+/// scope originally granted, which is what keeping a session alive needs. Fails
+/// only for an endpoint URL that a request cannot carry.
 pub fn request(
     token_endpoint: &Url,
     client: &Client,
     refresh_token: &RefreshToken,
-) -> Request<Vec<u8>> {
+) -> Result<Request<Vec<u8>>, String> {
     super::form_post(
         token_endpoint,
         client,
@@ -21,6 +23,13 @@ pub fn request(
             ("refresh_token", refresh_token.expose_secret()),
         ],
     )
+}
+
+/// The secrets [`request`] carries, for redacting what the provider answers.
+pub fn secrets(client: &Client, refresh_token: &RefreshToken) -> Secrets {
+    let mut secrets = super::client_secrets(client);
+    secrets.add(refresh_token.expose_secret());
+    secrets
 }
 
 #[cfg(test)]
@@ -34,13 +43,22 @@ mod tests {
     }
 
     #[test]
+    fn an_endpoint_too_long_for_a_request_is_an_error_not_a_panic() {
+        let long = format!("https://idp.example/{}", "a".repeat(70_000));
+        let url = Url::parse(&long).unwrap();
+        let error = request(&url, &Client::default(), &RefreshToken::new("rt")).unwrap_err();
+        assert!(error.starts_with("unusable URL"), "{error}");
+        assert!(error.len() < 400, "the URL is shortened in the message");
+    }
+
+    #[test]
     fn public_client_sends_its_id_in_the_body() {
         let client = Client {
             client_id: "cli".into(),
             ..Default::default()
         };
         let url = Url::parse("https://idp.example/token").unwrap();
-        let req = request(&url, &client, &RefreshToken::new("r/t+1"));
+        let req = request(&url, &client, &RefreshToken::new("r/t+1")).unwrap();
         assert_eq!(req.method(), http::Method::POST);
         assert_eq!(
             body(&req),
@@ -58,11 +76,11 @@ mod tests {
             auth: ClientAuth::ClientSecretBasic,
             ..Default::default()
         };
-        let req = request(&url, &client, &RefreshToken::new("rt"));
+        let req = request(&url, &client, &RefreshToken::new("rt")).unwrap();
         assert_eq!(body(&req), "grant_type=refresh_token&refresh_token=rt");
         assert_eq!(req.headers()[http::header::AUTHORIZATION], "Basic c3ZjOnB3");
         client.auth = ClientAuth::ClientSecretPost;
-        let req = request(&url, &client, &RefreshToken::new("rt"));
+        let req = request(&url, &client, &RefreshToken::new("rt")).unwrap();
         assert_eq!(
             body(&req),
             "grant_type=refresh_token&refresh_token=rt&client_id=svc&client_secret=pw"

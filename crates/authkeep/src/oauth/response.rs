@@ -5,14 +5,24 @@
 //! reads: `expires_in` as a string, an `error` inside a 200 body, form-encoded
 //! bodies, extra fields. What cannot be read as a token response or an OAuth error
 //! (HTML, truncated, empty) is transient: it says nothing about the session.
+//!
+//! Classification reads the provider's `error` and `error_description` as sent;
+//! what a [`ProviderFailure`] keeps of them is [`sanitize`]d: no secret the request
+//! carried, no control characters, one line of bounded length.
 
 use http::header::{CONTENT_TYPE, DATE, RETRY_AFTER};
 use http::{HeaderMap, Response, StatusCode};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Map, Value};
 
+use super::sanitize::{Secrets, sanitize};
 use crate::error::FailureClass;
 use crate::token::TokenResponse;
+
+/// The longest OAuth `error` code kept, in characters.
+pub const CODE_MAX_CHARS: usize = 64;
+/// The longest description kept, in characters.
+pub const DESCRIPTION_MAX_CHARS: usize = 300;
 
 /// Why a token request failed, as far as the answer tells.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,24 +31,27 @@ pub struct ProviderFailure {
     pub class: FailureClass,
     /// The HTTP status, when there was an answer.
     pub status: Option<u16>,
-    /// The OAuth `error` code, when there was one.
+    /// The OAuth `error` code, when there was one, sanitised (at most
+    /// [`CODE_MAX_CHARS`] characters).
     pub code: Option<String>,
-    /// A one-line description for people (the provider's `error_description`,
-    /// shortened, or what was wrong with the answer). The caller removes any
-    /// secret it sent before showing it.
+    /// A one-line description for people: the provider's `error_description`, or
+    /// what was wrong with the answer, sanitised (at most
+    /// [`DESCRIPTION_MAX_CHARS`] characters, no secret the request carried).
     pub description: String,
     /// When the provider asked us to come back (`Retry-After`).
     pub retry_after: Option<Timestamp>,
 }
 
 impl ProviderFailure {
-    /// A failure without an answer (connection, time-out, oversized body).
+    /// A failure without an answer (connection, time-out, oversized body). The
+    /// description is made one line of at most [`DESCRIPTION_MAX_CHARS`]
+    /// characters.
     pub fn transport(description: impl Into<String>) -> Self {
         Self {
             class: FailureClass::Transient,
             status: None,
             code: None,
-            description: description.into(),
+            description: sanitize(&description.into(), &Secrets::new(), DESCRIPTION_MAX_CHARS),
             retry_after: None,
         }
     }
@@ -64,19 +77,22 @@ impl ProviderFailure {
 }
 
 /// Interprets a token endpoint response. `now` resolves `Retry-After` dates and
-/// delays.
+/// delays; `secrets` are what the request carried, redacted from every text of
+/// the provider's a failure keeps.
 pub fn parse_token_response(
     response: &Response<Vec<u8>>,
     now: Timestamp,
+    secrets: &Secrets,
 ) -> Result<TokenResponse, ProviderFailure> {
     let status = response.status();
     let headers = response.headers();
     let fields = body_fields(headers, response.body());
-    let failure = |class, code: Option<&str>, description: String| ProviderFailure {
+    // The one way out for a failure: whatever the provider wrote, sanitised.
+    let failure = |class, code: Option<&str>, description: &str| ProviderFailure {
         class,
         status: Some(status.as_u16()),
-        code: code.map(str::to_owned),
-        description,
+        code: code.map(|code| sanitize(code, secrets, CODE_MAX_CHARS)),
+        description: sanitize(description, secrets, DESCRIPTION_MAX_CHARS),
         retry_after: retry_after(headers, now),
     };
 
@@ -91,23 +107,22 @@ pub fn parse_token_response(
         let description = fields
             .get("error_description")
             .and_then(Value::as_str)
-            .map(one_line)
             .unwrap_or_default();
-        let class = classify_error(status, code, fields, &description);
+        let class = classify_error(status, code, fields, description);
         return Err(failure(class, Some(code), description));
     }
     if !status.is_success() {
         return Err(failure(
             FailureClass::Transient,
             None,
-            describe_body(headers, response.body()),
+            &describe_body(headers, response.body()),
         ));
     }
     let Some(fields) = fields else {
         return Err(failure(
             FailureClass::Transient,
             None,
-            describe_body(headers, response.body()),
+            &describe_body(headers, response.body()),
         ));
     };
     let response = TokenResponse::from_fields(&fields);
@@ -115,7 +130,7 @@ pub fn parse_token_response(
         return Err(failure(
             FailureClass::Transient,
             None,
-            "the answer has no access_token".into(),
+            "the answer has no access_token",
         ));
     }
     Ok(response)
@@ -204,7 +219,8 @@ fn body_fields(headers: &HeaderMap, body: &[u8]) -> Option<Map<String, Value>> {
     (!map.is_empty()).then_some(map)
 }
 
-/// Describes an unreadable body without quoting it.
+/// Describes an unreadable body without quoting it; of its content type, at most
+/// [`CODE_MAX_CHARS`] characters.
 fn describe_body(headers: &HeaderMap, body: &[u8]) -> String {
     let content_type = headers
         .get(CONTENT_TYPE)
@@ -219,19 +235,10 @@ fn describe_body(headers: &HeaderMap, body: &[u8]) -> String {
         )
     } else {
         format!(
-            "an answer that is not a token response ({content_type}, {} bytes)",
+            "an answer that is not a token response ({}, {} bytes)",
+            sanitize(content_type, &Secrets::new(), CODE_MAX_CHARS),
             body.len()
         )
-    }
-}
-
-/// Shortens text from the provider to one line of at most 200 characters.
-fn one_line(text: &str) -> String {
-    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if flat.chars().count() > 200 {
-        format!("{}…", flat.chars().take(200).collect::<String>())
-    } else {
-        flat
     }
 }
 
@@ -280,8 +287,16 @@ mod tests {
         builder.body(body.as_bytes().to_vec()).unwrap()
     }
 
+    /// A response to a request that carried no secret.
+    fn parse(
+        response: &Response<Vec<u8>>,
+        now: Timestamp,
+    ) -> Result<TokenResponse, ProviderFailure> {
+        parse_token_response(response, now, &Secrets::new())
+    }
+
     fn class_of(status: u16, content_type: &str, body: &str) -> FailureClass {
-        parse_token_response(&answer(status, content_type, body, &[]), now())
+        parse(&answer(status, content_type, body, &[]), now())
             .unwrap_err()
             .class
     }
@@ -291,7 +306,7 @@ mod tests {
     #[test]
     fn a_normal_token_response() {
         let body = r#"{"access_token":"at","token_type":"Bearer","expires_in":"3600","refresh_token":"rt","scope":"openid","extra":{"x":1}}"#;
-        let r = parse_token_response(&answer(200, JSON, body, &[]), now()).unwrap();
+        let r = parse(&answer(200, JSON, body, &[]), now()).unwrap();
         assert_eq!(r.access_token.expose_secret(), "at");
         assert_eq!(r.expires_in, Some(3600));
         assert_eq!(r.refresh_token.unwrap().expose_secret(), "rt");
@@ -300,10 +315,8 @@ mod tests {
 
     #[test]
     fn a_201_with_tokens_is_success_and_form_bodies_are_read() {
-        assert!(
-            parse_token_response(&answer(201, JSON, r#"{"access_token":"a"}"#, &[]), now()).is_ok()
-        );
-        let r = parse_token_response(
+        assert!(parse(&answer(201, JSON, r#"{"access_token":"a"}"#, &[]), now()).is_ok());
+        let r = parse(
             &answer(
                 200,
                 "application/x-www-form-urlencoded",
@@ -400,7 +413,7 @@ mod tests {
 
     #[test]
     fn descriptions_never_quote_an_unreadable_body() {
-        let f = parse_token_response(
+        let f = parse(
             &answer(500, "text/html", "<html>secret-looking-stuff</html>", &[]),
             now(),
         )
@@ -414,10 +427,9 @@ mod tests {
 
     #[test]
     fn retry_after_in_seconds_or_as_a_date() {
-        let f = parse_token_response(&answer(429, JSON, "", &[("retry-after", "120")]), now())
-            .unwrap_err();
+        let f = parse(&answer(429, JSON, "", &[("retry-after", "120")]), now()).unwrap_err();
         assert_eq!(f.retry_after, Some(now() + SignedDuration::from_secs(120)));
-        let f = parse_token_response(
+        let f = parse(
             &answer(
                 503,
                 JSON,
@@ -428,9 +440,207 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(f.retry_after, Some("2026-06-01T12:05:00Z".parse().unwrap()));
-        let f = parse_token_response(&answer(503, JSON, "", &[("retry-after", "later")]), now())
-            .unwrap_err();
+        let f = parse(&answer(503, JSON, "", &[("retry-after", "later")]), now()).unwrap_err();
         assert_eq!(f.retry_after, None);
+    }
+
+    const REFRESH_TOKEN: &str = "RT9f8e7d6c5b4a3928/1706+f5e4d3c2b1a0=";
+    const CLIENT_SECRET: &str = "CSq7w6e5 r4t3&y2u1=i0!";
+
+    /// What a refresh by confidential client `svc` with HTTP Basic carried.
+    fn request_secrets() -> Secrets {
+        let mut secrets = Secrets::new();
+        secrets.add(REFRESH_TOKEN);
+        secrets.add(CLIENT_SECRET);
+        secrets.add_basic_credential("svc", CLIENT_SECRET);
+        secrets
+    }
+
+    fn form(text: &str) -> String {
+        url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+    }
+
+    /// The raw secrets a request carried, and the forms they travelled in.
+    fn secret_forms() -> Vec<String> {
+        let basic = crate::oauth::basic_credential("svc", CLIENT_SECRET);
+        let mut forms = Vec::new();
+        for secret in [REFRESH_TOKEN.to_owned(), CLIENT_SECRET.to_owned(), basic] {
+            forms.push(form(&secret));
+            forms.push(secret);
+        }
+        forms
+    }
+
+    /// What a provider echoing its request might say.
+    fn echoes() -> Vec<String> {
+        let basic = crate::oauth::basic_credential("svc", CLIENT_SECRET);
+        let mut echoes = secret_forms();
+        echoes.push(format!("Basic {basic}"));
+        echoes.push(format!(
+            "grant_type=refresh_token&refresh_token={}&client_secret={}",
+            form(REFRESH_TOKEN),
+            form(CLIENT_SECRET)
+        ));
+        echoes
+    }
+
+    /// Descriptions with `echo` at the start, in the middle, straddling the
+    /// length cap (after plain text and after escape sequences) and at the end.
+    fn descriptions(echo: &str) -> Vec<String> {
+        let before_cap = DESCRIPTION_MAX_CHARS - echo.chars().count() / 2;
+        vec![
+            format!("{echo}\u{1b}[31m rejected\n\tby policy"),
+            format!(
+                "refused \u{1b}]0;title\u{7}{echo}\u{1b}[0m\tfor\nreasons {}",
+                "x".repeat(50)
+            ),
+            format!(
+                "{}{echo}\u{1b}[31m tail {}",
+                "x".repeat(before_cap),
+                "y".repeat(100)
+            ),
+            format!(
+                "{}{}{echo} tail",
+                "\u{1b}[1m\u{1b}]0;t\u{7}".repeat(10),
+                "x".repeat(before_cap)
+            ),
+            format!("{}\n{echo}", "z".repeat(500)),
+            format!("short\r\n{echo}\t"),
+        ]
+    }
+
+    fn echoing(status: u16, error: &str, description: &str) -> Response<Vec<u8>> {
+        let body = serde_json::json!({ "error": error, "error_description": description });
+        answer(status, JSON, &body.to_string(), &[])
+    }
+
+    /// Neither a secret nor any 8-character piece of one, and nothing a terminal
+    /// would act on.
+    fn assert_shows_nothing_secret(shown: &str) {
+        for secret in secret_forms() {
+            assert!(!shown.contains(&secret), "{secret:?} in {shown:?}");
+            let chars: Vec<char> = secret.chars().collect();
+            for piece in chars.windows(8) {
+                let piece: String = piece.iter().collect();
+                assert!(
+                    !shown.contains(&piece),
+                    "{piece:?} of {secret:?} in {shown:?}"
+                );
+            }
+        }
+        for c in shown.chars() {
+            let code = u32::from(c);
+            assert!(
+                code >= 0x20 && !(0x7f..=0x9f).contains(&code),
+                "U+{code:04X} in {shown:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_provider_echoing_secrets_shows_none_and_classes_are_unchanged() {
+        use FailureClass::*;
+        let secrets = request_secrets();
+        let mut checked = 0;
+        for echo in echoes() {
+            let errors = [
+                format!("invalid_request{echo}"),
+                format!("{echo}invalid_request"),
+                format!("invalid\u{1b}[31m_request\n\t{echo}\u{1b}]0;title\u{7}"),
+            ];
+            for description in descriptions(&echo) {
+                let mut cases = vec![
+                    (400, "invalid_grant".to_owned(), SessionDead),
+                    (400, "interaction_required".to_owned(), InteractionRequired),
+                    (503, "invalid_grant".to_owned(), SessionDead),
+                ];
+                for error in &errors {
+                    cases.push((400, error.clone(), Misconfiguration));
+                    cases.push((503, error.clone(), Transient));
+                }
+                for (status, error, class) in cases {
+                    let response = echoing(status, &error, &description);
+                    let failure = parse_token_response(&response, now(), &secrets).unwrap_err();
+                    assert_eq!(failure.class, class, "{status} {error:?}");
+                    assert_eq!(failure.class, parse(&response, now()).unwrap_err().class);
+                    let code = failure.code.clone().unwrap_or_default();
+                    assert!(code.chars().count() <= CODE_MAX_CHARS, "{code:?}");
+                    assert!(failure.description.chars().count() <= DESCRIPTION_MAX_CHARS);
+                    assert_shows_nothing_secret(&failure.summary());
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 8 * 6 * 9);
+    }
+
+    #[test]
+    fn classification_reads_the_description_as_sent() {
+        let description = format!("{REFRESH_TOKEN} needs multi-factor authentication");
+        let failure = parse_token_response(
+            &echoing(400, "invalid_grant", &description),
+            now(),
+            &request_secrets(),
+        )
+        .unwrap_err();
+        assert_eq!(failure.class, FailureClass::InteractionRequired);
+        assert_eq!(
+            failure.summary(),
+            "invalid_grant (HTTP 400): [redacted] needs multi-factor authentication"
+        );
+    }
+
+    #[test]
+    fn secret_straddling_the_length_cap_is_redacted_before_truncation() {
+        let before_cap = DESCRIPTION_MAX_CHARS - REFRESH_TOKEN.len() / 2;
+        let description = format!("{}{REFRESH_TOKEN} and more", "x".repeat(before_cap));
+        let failure = parse_token_response(
+            &echoing(400, "invalid_grant", &description),
+            now(),
+            &request_secrets(),
+        )
+        .unwrap_err();
+        assert_shows_nothing_secret(&failure.summary());
+        assert_eq!(
+            failure.description,
+            format!("{}[redacted] and mo…", "x".repeat(before_cap))
+        );
+    }
+
+    #[test]
+    fn form_encoded_errors_are_sanitised_too() {
+        let body = format!(
+            "error=invalid_grant&error_description={}",
+            form(&format!("bad \u{1b}[2J{REFRESH_TOKEN}\nline"))
+        );
+        let failure = parse_token_response(
+            &answer(400, "application/x-www-form-urlencoded", &body, &[]),
+            now(),
+            &request_secrets(),
+        )
+        .unwrap_err();
+        assert_eq!(failure.class, FailureClass::SessionDead);
+        assert_eq!(failure.description, "bad [redacted] line");
+    }
+
+    #[test]
+    fn a_long_content_type_is_shown_short() {
+        let content_type = format!("text/plain; x={}", "a".repeat(5000));
+        let f = parse(&answer(502, &content_type, "upstream error", &[]), now()).unwrap_err();
+        assert_eq!(f.class, FailureClass::Transient);
+        assert!(f.description.ends_with("…, 14 bytes)"), "{}", f.description);
+        assert!(f.description.chars().count() < 150, "{}", f.description);
+    }
+
+    #[test]
+    fn transport_descriptions_are_one_bounded_line() {
+        let failure = ProviderFailure::transport(format!(
+            "could not connect\n\u{1b}[31m{}",
+            "e".repeat(1000)
+        ));
+        assert!(failure.description.starts_with("could not connect eee"));
+        assert_eq!(failure.description.chars().count(), DESCRIPTION_MAX_CHARS);
+        assert_shows_nothing_secret(&failure.description);
     }
 
     #[test]

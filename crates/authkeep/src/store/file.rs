@@ -1,9 +1,19 @@
 //! The file store: one JSON record per session in a private directory.
 //!
-//! Layout: `<dir>/<name>.json` (0600) holds the record, `<dir>/<name>.lock` is the
-//! session's lock file (never deleted), and `.<name>.json.*.tmp` are temporary
-//! files of an atomic replace in progress; one left behind by a crash is removed by
-//! the next holder of the lock.
+//! Layout of `<dir>`:
+//! - `<name>.json` (0600): the record, replaced atomically (temporary file,
+//!   fsync, rename, fsync of the directory);
+//! - `<name>.lock`: the session's lock file, never deleted;
+//! - `<name>.journal`: the record being written, with the generation it builds
+//!   on and a checksum. It is written (without fsync) before the record is
+//!   replaced and removed after, so a writer killed while its fsyncs run leaves
+//!   what it received in the page cache; the next holder of the lock validates it
+//!   and finishes the write;
+//! - `<name>.tombstone`: the generation of a removed record, so that the next
+//!   login continues it;
+//! - `.<name>.json.*.tmp`: temporary files of a replace in progress; one left
+//!   behind by a crash is removed by the next holder of the lock;
+//! - `issuers/<hash>.json`: what is known of an issuer (its clock skew).
 //!
 //! Reading is lenient, so that records written by older versions or other tools
 //! keep working: no or an unparseable expiry is "unknown", an empty or placeholder
@@ -11,22 +21,27 @@
 //! upgrades the record. A record of a newer format version is an error and is never
 //! overwritten; so is a corrupt one.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use sha2::{Digest as _, Sha256};
 
 use super::{Guard, Store};
 use crate::error::StoreError;
-use crate::lock::{FileLock, create_private_dir, sync_dir, write_atomically};
+use crate::lock::{FileLock, create_private_dir, open_private, sync_dir, write_atomically};
 use crate::secret::{AccessToken, ClientSecret, IdToken, RefreshToken};
 use crate::session::{Client, ClientAuth, Health, Record, SessionKey, Versioned};
 use crate::token::{self, ExpirySource, Origin, TokenSet, format_instant, parse_instant};
 
 /// The format version this build writes.
 pub const FORMAT_VERSION: u64 = 1;
+
+/// The first word of a journal file.
+const JOURNAL_MAGIC: &str = "authkeep-journal";
 
 /// Sessions stored as files in one directory.
 #[derive(Clone, Debug)]
@@ -63,6 +78,27 @@ impl FileStore {
         self.dir.join(format!("{key}.json"))
     }
 
+    /// The journal of a session's write in progress.
+    pub fn journal_path(&self, key: &SessionKey) -> PathBuf {
+        self.dir.join(format!("{key}.journal"))
+    }
+
+    fn lock_path(&self, key: &SessionKey) -> PathBuf {
+        self.dir.join(format!("{key}.lock"))
+    }
+
+    fn tombstone_path(&self, key: &SessionKey) -> PathBuf {
+        self.dir.join(format!("{key}.tombstone"))
+    }
+
+    fn issuer_path(&self, issuer: &str) -> PathBuf {
+        // A digest, not the URL: issuers hold characters no file name may, and
+        // two URLs must never share a file.
+        let digest = Sha256::digest(issuer.as_bytes());
+        let name: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        self.dir.join("issuers").join(format!("{name}.json"))
+    }
+
     fn temp_prefix(key: &SessionKey) -> String {
         format!(".{key}.json.")
     }
@@ -71,12 +107,41 @@ impl FileStore {
     /// async runtime.
     pub fn load_blocking(&self, key: &SessionKey) -> Result<Option<Versioned>, StoreError> {
         let path = self.path(key);
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(StoreError::io("reading", path)(e)),
+        let Some(bytes) = read_if_exists(&path)? else {
+            return Ok(None);
         };
         decode(&bytes).map(Some).map_err(|problem| problem.at(path))
+    }
+
+    /// Reads a session synchronously, with the instants its provider's clock gave
+    /// moved onto ours by the issuer's last measured clock skew: what every
+    /// decision about it starts from, the warm path's included.
+    pub fn load_with_skew_blocking(
+        &self,
+        key: &SessionKey,
+    ) -> Result<Option<Versioned>, StoreError> {
+        let mut loaded = self.load_blocking(key)?;
+        if let Some(versioned) = loaded.as_mut()
+            && versioned.record.expiry_on_provider_clock()
+            && let Some(client) = versioned.record.client.as_ref()
+            && let Some(skew) = self.issuer_skew_blocking(&client.issuer)?
+        {
+            versioned.record.apply_issuer_skew(skew);
+        }
+        Ok(loaded)
+    }
+
+    /// The issuer's recorded clock skew, synchronously (see [`Store::issuer_skew`]).
+    /// An unreadable entry counts as "never measured": it only steers expiry
+    /// decisions, and the next measurement replaces it.
+    pub fn issuer_skew_blocking(&self, issuer: &str) -> Result<Option<i64>, StoreError> {
+        let Some(bytes) = read_if_exists(&self.issuer_path(issuer))? else {
+            return Ok(None);
+        };
+        Ok(serde_json::from_slice::<IssuerEntry>(&bytes)
+            .ok()
+            .filter(|entry| entry.issuer == issuer)
+            .and_then(|entry| entry.clock_skew_secs))
     }
 
     /// Removes temporary files a crashed writer left behind. Only lock holders
@@ -84,16 +149,42 @@ impl FileStore {
     fn remove_stale_temporaries(&self, key: &SessionKey) {
         let prefix = Self::temp_prefix(key);
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            // Nothing listed, nothing to clean: a leftover only costs disk space.
             return;
         };
         for entry in entries.flatten() {
             let name = entry.file_name();
             let name = name.to_string_lossy();
             if name.starts_with(&prefix) && name.ends_with(".tmp") {
-                // Best effort: a leftover that cannot be removed blocks nothing.
-                let _ = std::fs::remove_file(entry.path());
+                // A leftover that cannot be removed blocks nothing and is tried
+                // again by the next holder.
+                std::fs::remove_file(entry.path()).ok();
             }
         }
+    }
+
+    /// Finishes a write whose writer died after journaling it: if the journal is
+    /// whole and builds on the generation the record still has, the record is
+    /// replaced with it; a torn or outdated journal is discarded. Only lock
+    /// holders write journals, so while we hold the lock none is being written.
+    fn recover_journal(&self, key: &SessionKey) -> Result<(), StoreError> {
+        let journal = self.journal_path(key);
+        let Some(bytes) = read_if_exists(&journal)? else {
+            return Ok(());
+        };
+        if let Some((base, record)) = parse_journal(&bytes) {
+            let current = match self.load_blocking(key) {
+                Ok(current) => current.map(|v| v.generation),
+                // A record that cannot be read is left alone, and so is its
+                // journal: nothing is overwritten that a person may want back.
+                Err(StoreError::Corrupt { .. } | StoreError::NewerFormat { .. }) => return Ok(()),
+                Err(other) => return Err(other),
+            };
+            if current == base {
+                write_atomically(&self.path(key), &Self::temp_prefix(key), record)?;
+            }
+        }
+        remove_if_exists(&journal)
     }
 
     /// Moves a record that cannot be read aside (`<name>.json.corrupt-<time>`) so
@@ -111,6 +202,91 @@ impl FileStore {
     fn current_generation(&self, key: &SessionKey) -> Result<Option<u64>, StoreError> {
         Ok(self.load_blocking(key)?.map(|v| v.generation))
     }
+
+    /// The generation a removed record left behind.
+    fn tombstone(&self, key: &SessionKey) -> Result<Option<u64>, StoreError> {
+        let path = self.tombstone_path(key);
+        let Some(bytes) = read_if_exists(&path)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice::<Tombstone>(&bytes)
+            .map(|t| Some(t.generation))
+            .map_err(|e| StoreError::Corrupt {
+                path,
+                detail: format!("not a tombstone: line {}, column {}", e.line(), e.column()),
+            })
+    }
+}
+
+/// What `<name>.tombstone` holds.
+#[derive(Serialize, Deserialize)]
+struct Tombstone {
+    generation: u64,
+}
+
+/// What `issuers/<hash>.json` holds.
+#[derive(Serialize, Deserialize)]
+struct IssuerEntry {
+    issuer: String,
+    clock_skew_secs: Option<i64>,
+}
+
+fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StoreError::io("reading", path)(e)),
+    }
+}
+
+fn remove_if_exists(path: &Path) -> Result<(), StoreError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StoreError::io("removing", path)(e)),
+    }
+}
+
+/// `authkeep-journal 1 <expected generation or -> <length> <sha256>`, a newline,
+/// then the record's bytes. The expected generation is the write's
+/// compare-and-swap condition: the journal applies only while it still holds.
+fn journal_bytes(base: Option<u64>, record: &[u8]) -> Vec<u8> {
+    let base = base.map_or_else(|| "-".to_owned(), |g| g.to_string());
+    let digest = hex(&Sha256::digest(record));
+    let mut bytes = format!("{JOURNAL_MAGIC} 1 {base} {} {digest}\n", record.len()).into_bytes();
+    bytes.extend_from_slice(record);
+    bytes
+}
+
+/// The base generation and record of a whole journal; `None` for a torn or
+/// foreign one.
+fn parse_journal(bytes: &[u8]) -> Option<(Option<u64>, &[u8])> {
+    let newline = bytes.iter().position(|b| *b == b'\n')?;
+    let (header, record) = (
+        std::str::from_utf8(&bytes[..newline]).ok()?,
+        &bytes[newline + 1..],
+    );
+    let mut words = header.split(' ');
+    if words.next()? != JOURNAL_MAGIC || words.next()? != "1" {
+        return None;
+    }
+    let base = match words.next()? {
+        "-" => None,
+        g => Some(g.parse::<u64>().ok()?),
+    };
+    let length: usize = words.next()?.parse().ok()?;
+    let digest = words.next()?;
+    if words.next().is_some() || record.len() != length || hex(&Sha256::digest(record)) != digest {
+        return None;
+    }
+    // The record must decode, and follow its base.
+    let generation = decode(record).ok()?.generation;
+    let follows = base.is_none_or(|b| b.checked_add(1) == Some(generation));
+    follows.then_some((base, record))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Store for FileStore {
@@ -120,20 +296,22 @@ impl Store for FileStore {
         self.load_blocking(key)
     }
 
-    async fn lock(
-        &self,
-        key: &SessionKey,
-        wait: Duration,
-        on_wait: impl FnOnce() + Send,
-    ) -> Result<FileGuard, StoreError> {
+    async fn try_lock(&self, key: &SessionKey) -> Result<Option<FileGuard>, StoreError> {
         create_private_dir(&self.dir)?;
-        let lock_path = self.dir.join(format!("{key}.lock"));
-        let lock = FileLock::acquire(&lock_path, key.as_str(), wait, on_wait).await?;
+        let Some(lock) = FileLock::try_acquire(&self.lock_path(key))? else {
+            return Ok(None);
+        };
         self.remove_stale_temporaries(key);
-        Ok(FileGuard {
+        self.recover_journal(key)?;
+        Ok(Some(FileGuard {
             key: key.clone(),
             _lock: lock,
-        })
+        }))
+    }
+
+    async fn wait_for_release(&self, key: &SessionKey, wait: Duration) -> Result<bool, StoreError> {
+        create_private_dir(&self.dir)?;
+        FileLock::wait_for_release(&self.lock_path(key), wait).await
     }
 
     async fn write(
@@ -146,9 +324,26 @@ impl Store for FileStore {
         if self.current_generation(key)? != expected {
             return Err(StoreError::Conflict(key.to_string()));
         }
-        let generation = expected.map_or(1, |g| g + 1);
+        let base = match expected {
+            Some(g) => Some(g),
+            None => self.tombstone(key)?,
+        };
+        let generation = base
+            .map_or(Some(1), |g| g.checked_add(1))
+            .ok_or_else(|| StoreError::Conflict(key.to_string()))?;
         let bytes = encode(record, generation);
+        // The journal first, without fsync: once `write` returns, what we were
+        // given survives this process being killed (not the machine losing
+        // power, which only the fsyncs below protect against).
+        let journal = self.journal_path(key);
+        let mut file = open_private(&journal, true)?;
+        file.write_all(&journal_bytes(expected, &bytes))
+            .map_err(StoreError::io("writing", journal.clone()))?;
+        drop(file);
         write_atomically(&self.path(key), &Self::temp_prefix(key), &bytes)?;
+        // A journal left behind is outdated (it builds on the previous
+        // generation) and is discarded by the next holder of the lock.
+        remove_if_exists(&journal)?;
         Ok(generation)
     }
 
@@ -159,6 +354,12 @@ impl Store for FileStore {
             Some(g) if g != expected => return Err(StoreError::Conflict(key.to_string())),
             Some(_) => {}
         }
+        let tombstone = serde_json::to_vec(&Tombstone {
+            generation: expected,
+        })
+        // A struct of one integer always serializes.
+        .expect("a tombstone always serializes");
+        write_atomically(&self.tombstone_path(key), ".tombstone.", &tombstone)?;
         let path = self.path(key);
         std::fs::remove_file(&path).map_err(StoreError::io("removing", path))?;
         sync_dir(&self.dir)
@@ -180,6 +381,30 @@ impl Store for FileStore {
             .collect();
         keys.sort();
         Ok(keys)
+    }
+
+    async fn issuer_skew(&self, issuer: &str) -> Result<Option<i64>, StoreError> {
+        self.issuer_skew_blocking(issuer)
+    }
+
+    async fn set_issuer_skew(
+        &self,
+        issuer: &str,
+        skew_secs: Option<i64>,
+    ) -> Result<(), StoreError> {
+        if self.issuer_skew_blocking(issuer)? == skew_secs {
+            return Ok(());
+        }
+        let path = self.issuer_path(issuer);
+        let dir = path.parent().unwrap_or(&self.dir);
+        create_private_dir(dir)?;
+        let entry = serde_json::to_vec(&IssuerEntry {
+            issuer: issuer.to_owned(),
+            clock_skew_secs: skew_secs,
+        })
+        // A string and an integer always serialize.
+        .expect("an issuer entry always serializes");
+        write_atomically(&path, ".issuer.", &entry)
     }
 }
 

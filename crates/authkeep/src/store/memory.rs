@@ -14,7 +14,9 @@ use crate::session::{Record, SessionKey, Versioned};
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
     records: Arc<Mutex<HashMap<SessionKey, Versioned>>>,
+    tombstones: Arc<Mutex<HashMap<SessionKey, u64>>>,
     locks: Arc<Mutex<HashMap<SessionKey, Arc<tokio::sync::Mutex<()>>>>>,
+    skews: Arc<Mutex<HashMap<String, i64>>>,
 }
 
 /// The lock on one in-memory session.
@@ -37,12 +39,23 @@ impl MemoryStore {
     }
 
     fn records(&self) -> std::sync::MutexGuard<'_, HashMap<SessionKey, Versioned>> {
-        // A panic while holding this map cannot leave it half-updated: every
-        // critical section is a single insert, remove or clone.
-        self.records
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        unpoisoned(&self.records)
     }
+
+    fn lock_of(&self, key: &SessionKey) -> Arc<tokio::sync::Mutex<()>> {
+        unpoisoned(&self.locks)
+            .entry(key.clone())
+            .or_default()
+            .clone()
+    }
+}
+
+/// A panic while holding one of these maps cannot leave it half-updated: every
+/// critical section is a single insert, remove or clone.
+fn unpoisoned<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Store for MemoryStore {
@@ -52,35 +65,20 @@ impl Store for MemoryStore {
         Ok(self.records().get(key).cloned())
     }
 
-    async fn lock(
-        &self,
-        key: &SessionKey,
-        wait: Duration,
-        on_wait: impl FnOnce() + Send,
-    ) -> Result<MemoryGuard, StoreError> {
-        let mutex = {
-            let mut locks = self
-                .locks
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            locks.entry(key.clone()).or_default().clone()
-        };
-        let held = match mutex.clone().try_lock_owned() {
-            Ok(held) => held,
-            Err(_) => {
-                on_wait();
-                tokio::time::timeout(wait, mutex.lock_owned())
-                    .await
-                    .map_err(|_| StoreError::LockTimeout {
-                        key: key.to_string(),
-                        waited_secs: wait.as_secs(),
-                    })?
-            }
-        };
-        Ok(MemoryGuard {
-            key: key.clone(),
-            _held: held,
-        })
+    async fn try_lock(&self, key: &SessionKey) -> Result<Option<MemoryGuard>, StoreError> {
+        Ok(self
+            .lock_of(key)
+            .try_lock_owned()
+            .ok()
+            .map(|held| MemoryGuard {
+                key: key.clone(),
+                _held: held,
+            }))
+    }
+
+    async fn wait_for_release(&self, key: &SessionKey, wait: Duration) -> Result<bool, StoreError> {
+        let mutex = self.lock_of(key);
+        Ok(tokio::time::timeout(wait, mutex.lock()).await.is_ok())
     }
 
     async fn write(
@@ -89,12 +87,16 @@ impl Store for MemoryStore {
         expected: Option<u64>,
         record: &Record,
     ) -> Result<u64, StoreError> {
+        let conflict = || StoreError::Conflict(guard.key.to_string());
         let mut records = self.records();
         let current = records.get(&guard.key).map(|v| v.generation);
         if current != expected {
-            return Err(StoreError::Conflict(guard.key.to_string()));
+            return Err(conflict());
         }
-        let generation = expected.map_or(1, |g| g + 1);
+        let base = expected.or_else(|| unpoisoned(&self.tombstones).get(&guard.key).copied());
+        let generation = base
+            .map_or(Some(1), |g| g.checked_add(1))
+            .ok_or_else(conflict)?;
         records.insert(
             guard.key.clone(),
             Versioned {
@@ -110,6 +112,7 @@ impl Store for MemoryStore {
         match records.get(&guard.key) {
             Some(v) if v.generation == expected => {
                 records.remove(&guard.key);
+                unpoisoned(&self.tombstones).insert(guard.key.clone(), expected);
                 Ok(())
             }
             None => Ok(()),
@@ -121,5 +124,22 @@ impl Store for MemoryStore {
         let mut keys: Vec<_> = self.records().keys().cloned().collect();
         keys.sort();
         Ok(keys)
+    }
+
+    async fn issuer_skew(&self, issuer: &str) -> Result<Option<i64>, StoreError> {
+        Ok(unpoisoned(&self.skews).get(issuer).copied())
+    }
+
+    async fn set_issuer_skew(
+        &self,
+        issuer: &str,
+        skew_secs: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let mut skews = unpoisoned(&self.skews);
+        match skew_secs {
+            Some(skew) => skews.insert(issuer.to_owned(), skew),
+            None => skews.remove(issuer),
+        };
+        Ok(())
     }
 }
