@@ -170,3 +170,25 @@ pub fn print_token(
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{line}").and_then(|()| stdout.flush())
 }
+
+/// Writes an error on stderr: one line, or with `json` one JSON object
+/// `{"error": CLASS, "message": TEXT}`.
+pub fn report_error(json: bool, class: &str, message: &str) {
+    let line = if json {
+        serde_json::json!({ "error": class, "message": message }).to_string()
+    } else {
+        format!("authkeep: error: {message}")
+    };
+    stderr_line(&line);
+}
+
+/// Writes a line on stderr. stderr is where errors go: when it cannot be
+/// written there is nowhere left to say so, and the exit code still tells.
+pub fn stderr_line(line: &str) {
+    writeln!(std::io::stderr().lock(), "{line}").ok();
+}
+
+/// The warning that the stored token is served although a refresh was due.
+pub fn serving_stored(key: &SessionKey, why: &str) -> String {
+    format!("{key}: warning: serving the stored token: {why}")
+}

@@ -5,14 +5,19 @@
 //! paging itself in than doing that. So `authkeep` is small: it serves the common
 //! invocation (`authkeep token [--profile NAME] [--json] [-q]`) when the stored
 //! token is valid and outside its refresh window, with the default policy and no
-//! configuration file, and hands every other command line, unchanged, to the full
-//! binary `authkeep-main` installed beside it, which decides everything again.
+//! configuration file, also after waiting for another process's refresh; and it
+//! hands every other command line, unchanged, to the full binary `authkeep-main`
+//! installed beside it, which decides everything again.
 
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use authkeep::SessionKey;
+use std::time::Duration;
+
 use authkeep::policy::{Decision, Demand, UseReason};
+use authkeep::{Record, SessionKey, StoreError, TokenSet};
+use common::CommonToken;
+use jiff::Timestamp;
 
 mod common;
 // The front uses only the names of the settings; the full binary uses the rest.
@@ -31,50 +36,107 @@ fn main() -> ExitCode {
 }
 
 /// Serves the stored token when the common invocation finds it valid and outside
-/// its window, and returns the exit code. Anything else (other flags, settings
-/// from the environment or a configuration file, `-v`, a token due for refresh,
-/// no session, an unreadable file) returns `None` and is left to the full binary.
+/// its window, and returns the exit code. When the token is due for refresh and
+/// another process holds the session's lock (it is refreshing), waits for it to
+/// let go and reads its result: N processes that start together cost one full
+/// start and N small ones. Anything else (other flags, settings from the
+/// environment or a configuration file, `-v`, a refresh to make, no session, an
+/// unreadable file) returns `None` and is left to the full binary.
 fn serve_warm(args: &[OsString]) -> Option<ExitCode> {
-    let is_set = |name: &str| std::env::var_os(name).is_some();
+    // The lock wait cannot change the decision; the front honours it itself.
+    let is_set = |name: &str| name != names::ENV_LOCK_TIMEOUT && std::env::var_os(name).is_some();
     let invocation = common::CommonToken::read(args.get(1..).unwrap_or_default(), is_set)?;
+    let lock_timeout = match std::env::var(names::ENV_LOCK_TIMEOUT) {
+        Ok(text) => names::parse_duration(&text)
+            .ok()
+            .and_then(|d| Duration::try_from(d).ok())?,
+        Err(_) => names::defaults::LOCK_TIMEOUT,
+    };
     let home = common::Home::locate().ok()?;
     if invocation.verbose || home.config_file().exists() {
         return None;
     }
     let key = SessionKey::new(&invocation.profile).ok()?;
-    let loaded = home.store().load_with_skew_blocking(&key).ok()??;
-    let now = jiff::Timestamp::now();
-    let decision = common::default_policy().decide(Some(&loaded.record), Demand::default(), now);
+    let store = home.store();
+    let policy = common::default_policy();
+    let mut loaded = store.load_with_skew_blocking(&key).ok()??;
+    let mut now = jiff::Timestamp::now();
+    let mut decision = policy.decide(Some(&loaded.record), Demand::default(), now);
+    if matches!(decision, Decision::Refresh { .. }) && store.is_locked_blocking(&key).ok()? {
+        if !store.wait_for_release_blocking(&key, lock_timeout).ok()? {
+            return Some(lock_timed_out(
+                &invocation,
+                &key,
+                &loaded.record,
+                lock_timeout,
+            ));
+        }
+        loaded = store.load_with_skew_blocking(&key).ok()??;
+        now = jiff::Timestamp::now();
+        decision = policy.decide(Some(&loaded.record), Demand::default(), now);
+    }
     let (Decision::UseStored(UseReason::Valid), Some(tokens)) =
         (decision, loaded.record.tokens.as_ref())
     else {
         return None;
     };
+    Some(print(&invocation, &key, tokens, now))
+}
+
+/// Prints the token and returns the exit code.
+fn print(
+    invocation: &CommonToken,
+    key: &SessionKey,
+    tokens: &TokenSet,
+    now: Timestamp,
+) -> ExitCode {
     let printed = common::print_token(
         &tokens.access_token,
         &tokens.token_type,
         tokens.expires_at,
-        &key,
+        key,
         now,
         invocation.json,
     );
-    Some(match printed {
+    match printed {
         Ok(()) => ExitCode::SUCCESS,
         // The reader went away: nothing was delivered, and nobody is listening.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(1),
         Err(e) => {
             let message = format!("cannot write to standard output: {e}");
-            if invocation.json {
-                eprintln!(
-                    "{}",
-                    serde_json::json!({"error": "unexpected", "message": message})
-                );
-            } else {
-                eprintln!("authkeep: error: {message}");
-            }
+            common::report_error(invocation.json, "unexpected", &message);
             ExitCode::from(1)
         }
-    })
+    }
+}
+
+/// Another process held the session's lock for the whole lock wait: the stored
+/// token if it is still valid, with a warning, else retry later (exit 4), as the
+/// full binary says it.
+fn lock_timed_out(
+    invocation: &CommonToken,
+    key: &SessionKey,
+    record: &Record,
+    waited: Duration,
+) -> ExitCode {
+    let timeout = StoreError::LockTimeout {
+        key: key.to_string(),
+        waited_secs: waited.as_secs(),
+    };
+    let now = Timestamp::now();
+    match record.tokens.as_ref().filter(|t| t.is_usable(now)) {
+        Some(tokens) => {
+            if !invocation.quiet {
+                let why = format!("it is still valid, but {timeout}");
+                common::stderr_line(&format!("authkeep: {}", common::serving_stored(key, &why)));
+            }
+            print(invocation, key, tokens, now)
+        }
+        None => {
+            common::report_error(invocation.json, "lock_timeout", &timeout.to_string());
+            ExitCode::from(4)
+        }
+    }
 }
 
 /// Replaces this process with the full binary (on Unix; elsewhere runs it and
@@ -85,14 +147,16 @@ fn run_full(args: &[OsString]) -> ExitCode {
     let full = match full {
         Ok(path) if path.is_file() => path,
         Ok(path) => {
-            eprintln!(
+            common::stderr_line(&format!(
                 "authkeep: error: {} is missing; install authkeep with `cargo install --path crates/authkeep-cli` (or build it with `cargo build`)",
                 path.display()
-            );
+            ));
             return ExitCode::from(1);
         }
         Err(e) => {
-            eprintln!("authkeep: error: cannot find the authkeep executable: {e}");
+            common::stderr_line(&format!(
+                "authkeep: error: cannot find the authkeep executable: {e}"
+            ));
             return ExitCode::from(1);
         }
     };
@@ -103,7 +167,10 @@ fn run_full(args: &[OsString]) -> ExitCode {
         use std::os::unix::process::CommandExt as _;
         let program = args.first().cloned().unwrap_or_else(|| "authkeep".into());
         let error = command.arg0(program).exec();
-        eprintln!("authkeep: error: cannot run {}: {error}", full.display());
+        common::stderr_line(&format!(
+            "authkeep: error: cannot run {}: {error}",
+            full.display()
+        ));
         ExitCode::from(1)
     }
     #[cfg(not(unix))]
@@ -115,7 +182,10 @@ fn run_full(args: &[OsString]) -> ExitCode {
                 .unwrap_or(1),
         ),
         Err(error) => {
-            eprintln!("authkeep: error: cannot run {}: {error}", full.display());
+            common::stderr_line(&format!(
+                "authkeep: error: cannot run {}: {error}",
+                full.display()
+            ));
             ExitCode::from(1)
         }
     }

@@ -29,7 +29,8 @@ mod printer;
 )]
 #[command(
     after_help = "Exit codes: 0 success, 1 unexpected (e.g. a corrupt session file), \
-2 usage or configuration error, 3 login required, 4 retry later.\n\
+2 usage or configuration error, 3 login required, 4 retry later, \
+130/143 stopped by SIGINT/SIGTERM (after any refresh's answer was saved).\n\
 Configuration and state live in $AUTHKEEP_HOME (default: the platform's config and state directories)."
 )]
 struct Cli {
@@ -71,20 +72,10 @@ fn main() -> ExitCode {
         Err(error) => {
             let (code, class) = exit::classify(&error);
             if error.downcast_ref::<exit::StdoutClosed>().is_none() {
-                report(json, class, &exit::one_line(&error));
+                common::report_error(json, class, &exit::one_line(&error));
             }
             ExitCode::from(code)
         }
-    }
-}
-
-/// Writes an error on stderr: one line, or with `--json` one JSON object.
-fn report(json: bool, class: &str, message: &str) {
-    if json {
-        let line = serde_json::json!({ "error": class, "message": message });
-        eprintln!("{line}");
-    } else {
-        eprintln!("authkeep: error: {message}");
     }
 }
 
@@ -113,7 +104,7 @@ fn refuse(error: clap::Error, args: &[OsString]) -> ! {
         .unwrap_or("invalid command line")
         .trim_start_matches("error: ")
         .to_owned();
-    report(true, "usage", &format!("{message} (see --help)"));
+    common::report_error(true, "usage", &format!("{message} (see --help)"));
     std::process::exit(i32::from(exit::USAGE));
 }
 
@@ -184,8 +175,41 @@ mod tests {
         format!("{command:?} {verbosity:?}")
     }
 
+    /// Marks the copy of this test binary that runs with a cleared environment.
+    const CLEAN: &str = "AUTHKEEP_TEST_IN_CLEAN_ENVIRONMENT";
+
+    /// Both parsers read the settings' variables, so they are compared with none
+    /// set: the test runs itself again in a copy of this binary whose
+    /// environment is empty, and passes if that copy passes. Returns whether
+    /// the caller is that copy (and should run its assertions).
+    fn in_a_clean_environment(test: &str) -> bool {
+        if std::env::var_os(CLEAN).is_some() {
+            assert!(
+                std::env::vars_os().all(|(name, _)| name == CLEAN),
+                "the environment is empty"
+            );
+            return true;
+        }
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", test, "--test-threads", "1"])
+            .env_clear()
+            .env(CLEAN, "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.contains("1 passed"),
+            "{stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        false
+    }
+
     #[test]
     fn the_token_fast_path_parses_like_the_full_parser() {
+        if !in_a_clean_environment("tests::the_token_fast_path_parses_like_the_full_parser") {
+            return;
+        }
         for args in [
             &["authkeep", "token"][..],
             &["authkeep", "token", "--profile", "work", "--json", "-v"],
@@ -216,6 +240,9 @@ mod tests {
 
     #[test]
     fn the_common_token_invocation_reads_like_clap() {
+        if !in_a_clean_environment("tests::the_common_token_invocation_reads_like_clap") {
+            return;
+        }
         let forms: &[&[&str]] = &[
             &["authkeep", "token"],
             &["authkeep", "token", "--json"],
@@ -232,22 +259,16 @@ mod tests {
             ],
         ];
         let none_set = |_: &str| false;
-        let unset = !common::SETTING_VARIABLES
-            .iter()
-            .any(|n| std::env::var_os(n).is_some());
         for args in forms {
             let os: Vec<OsString> = args.iter().map(OsString::from).collect();
             let common = common::CommonToken::read(&os[1..], none_set)
                 .unwrap_or_else(|| panic!("{args:?} is a common invocation"));
             let (token, verbosity) = commands::token::Args::from_common(common);
-            if unset {
-                // clap reads the same variables; compare only where none is set.
-                assert_eq!(
-                    format!("{:?} {verbosity:?}", Command::Token(token)),
-                    full(args),
-                    "{args:?}"
-                );
-            }
+            assert_eq!(
+                format!("{:?} {verbosity:?}", Command::Token(token)),
+                full(args),
+                "{args:?}"
+            );
         }
         let left_to_clap: &[&[&str]] = &[
             &["authkeep", "token", "--min-valid", "5m"],

@@ -63,12 +63,10 @@ impl From<VerbosityArgs> for Level {
     }
 }
 
-/// Writes a status line on stderr if `level` allows it. stderr is where errors
-/// go too: when it cannot be written there is nowhere left to say so, and the
-/// exit code still tells.
+/// Writes a status line on stderr if `level` allows it.
 pub fn status(level: Level, needed: Level, line: &str) {
     if level >= needed {
-        writeln!(std::io::stderr().lock(), "authkeep: {line}").ok();
+        crate::common::stderr_line(&format!("authkeep: {line}"));
     }
 }
 
@@ -91,10 +89,9 @@ pub fn describe(event: &Event, now: Timestamp) -> (Level, String) {
                 until(expires_at)
             ),
         ),
-        Event::ServedWithoutRefresh { key, why } => (
-            Normal,
-            format!("{key}: warning: serving the stored token: {why}"),
-        ),
+        Event::ServedWithoutRefresh { key, why } => {
+            (Normal, crate::common::serving_stored(key, why))
+        }
         Event::ServedAsIs { key, why } => {
             (Verbose, format!("{key}: serving the stored token: {why}"))
         }

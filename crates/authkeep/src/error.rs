@@ -1,5 +1,5 @@
 //! Errors of the library and the failure classes that decide what happens to a
-//! session (DESIGN.md §1.5).
+//! session (docs/DESIGN.md §1.5).
 
 use std::path::PathBuf;
 use std::sync::Arc;

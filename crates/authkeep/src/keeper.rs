@@ -566,13 +566,14 @@ impl<S: Store> Keeper<S> {
                 key: key.clone(),
                 reason,
             });
+            let known_skew = self.known_skew(key, &current.record).await;
             // From the request until its result is saved, an exit would lose the
             // session: the shield lets the program put off exiting.
             let _section = self.shield.enter();
             let failure = match self.attempt(&current.record).await {
                 Ok(refreshed) => {
                     return self
-                        .store_refreshed(key, guard, current, refreshed, trigger)
+                        .store_refreshed(key, guard, current, refreshed, known_skew, trigger)
                         .await;
                 }
                 Err(failure) => failure,
@@ -941,20 +942,26 @@ impl<S: Store> Keeper<S> {
         }
     }
 
-    /// Writes a successful refresh durably, then hands out its token.
+    /// Writes a successful refresh durably, then hands out its token. Between
+    /// the answer and the journal the store writes first, nothing is read or
+    /// written: that stretch is all a killed process can lose.
     async fn store_refreshed(
         &self,
         key: &SessionKey,
         guard: &S::Guard,
         current: Versioned,
         refreshed: Refreshed,
+        known_skew: i64,
         trigger: &Trigger,
     ) -> Outcome {
         let mut record = current.record;
-        let issuer = record.client.as_ref().map(|c| c.issuer.clone());
-        let skew_secs = self
-            .learn_skew(key, issuer.as_deref(), refreshed.skew_secs)
-            .await;
+        let skew_secs = match refreshed.skew_secs {
+            // Differences within the tolerance are the network's and the
+            // clocks' resolution, not skew.
+            Some(measured) if measured.abs() > SKEW_TOLERANCE_SECS => measured,
+            Some(_) => 0,
+            None => known_skew,
+        };
         let previous = record.tokens.take();
         let mut tokens = refreshed.response.into_token_set(
             refreshed.sent_at,
@@ -1012,6 +1019,11 @@ impl<S: Store> Keeper<S> {
                 cause,
             });
         }
+        if skew_secs != known_skew
+            && let Some(client) = record.client.as_ref()
+        {
+            self.record_skew(key, &client.issuer, skew_secs).await;
+        }
         let Some(tokens) = record.tokens.as_ref() else {
             // Set above; a record without tokens here would be a bug, reported
             // rather than panicking.
@@ -1051,46 +1063,35 @@ impl<S: Store> Keeper<S> {
         Ok(Served::from_tokens(tokens, true))
     }
 
-    /// The skew to apply to this refresh's provider-clock instants: the one just
-    /// measured (recorded for the issuer, so that every session of it uses it),
-    /// else the issuer's last measured one, else none.
-    async fn learn_skew(
-        &self,
-        key: &SessionKey,
-        issuer: Option<&str>,
-        measured: Option<i64>,
-    ) -> i64 {
-        let Some(issuer) = issuer else {
+    /// The issuer's last measured clock skew (0 when never measured).
+    async fn known_skew(&self, key: &SessionKey, record: &Record) -> i64 {
+        let Some(client) = record.client.as_ref() else {
             return 0;
         };
-        let skew = match measured {
-            // Differences within the tolerance are the network's and the
-            // clocks' resolution, not skew.
-            Some(m) if m.abs() > SKEW_TOLERANCE_SECS => m,
-            Some(_) => 0,
-            None => {
-                return match self.store.issuer_skew(issuer).await {
-                    Ok(known) => known.unwrap_or(0),
-                    Err(e) => {
-                        self.emit(Event::NotRecorded {
-                            key: key.clone(),
-                            what: "the issuer's clock skew",
-                            message: e.to_string(),
-                        });
-                        0
-                    }
-                };
+        match self.store.issuer_skew(&client.issuer).await {
+            Ok(known) => known.unwrap_or(0),
+            Err(e) => {
+                self.emit(Event::NotRecorded {
+                    key: key.clone(),
+                    what: "the issuer's clock skew",
+                    message: e.to_string(),
+                });
+                0
             }
-        };
-        if let Err(e) = self.store.set_issuer_skew(issuer, Some(skew)).await {
-            // The skew only steers when to refresh; this refresh uses it anyway.
+        }
+    }
+
+    /// Records a newly measured clock skew for the issuer, so that every session
+    /// of it uses it.
+    async fn record_skew(&self, key: &SessionKey, issuer: &str, skew_secs: i64) {
+        if let Err(e) = self.store.set_issuer_skew(issuer, Some(skew_secs)).await {
+            // The skew only steers when to refresh; this refresh used it anyway.
             self.emit(Event::NotRecorded {
                 key: key.clone(),
                 what: "the issuer's clock skew",
                 message: e.to_string(),
             });
         }
-        skew
     }
 
     /// Writes a refresh's result, retrying briefly: the provider may already

@@ -49,40 +49,80 @@ impl FileLock {
         }
     }
 
+    /// Whether someone holds the lock on `path` exclusively (a refresh is in
+    /// progress), without taking it.
+    pub fn is_held(path: &Path) -> Result<bool, StoreError> {
+        let file = match File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(StoreError::io("opening", path)(e)),
+        };
+        match file.try_lock_shared() {
+            Ok(()) => Ok(false),
+            Err(TryLockError::WouldBlock) => Ok(true),
+            Err(TryLockError::Error(e)) => Err(StoreError::io("locking", path)(e)),
+        }
+    }
+
     /// Waits until nobody holds the lock on `path` exclusively, at most `wait`.
     /// Returns whether it was released in time (it may be taken again at once).
-    ///
-    /// A blocking `flock` cannot be abandoned at a deadline, so it runs on a
-    /// thread of its own; on time-out the thread is left blocked, and when the
-    /// holder finally lets go it takes the shared lock and drops it at once. A
-    /// plain thread rather than the runtime's blocking pool, because a runtime
-    /// waits for its blocking tasks when it shuts down and a stopped holder would
-    /// keep the process from exiting.
     pub async fn wait_for_release(path: &Path, wait: Duration) -> Result<bool, StoreError> {
-        let file = open_lock_file(path)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let spawned = std::thread::Builder::new()
-            .name("authkeep-lock-wait".into())
-            .spawn(move || {
-                let outcome = file.lock_shared();
-                // The shared lock is released as the file is dropped here; a
-                // receiver that gave up simply never reads the outcome.
-                drop(file);
-                // A send to a receiver that stopped waiting fails; nothing is owed.
-                tx.send(outcome).ok();
-            });
-        if let Err(e) = spawned {
-            return Err(StoreError::io("starting a thread to wait for", path)(e));
-        }
+        Self::spawn_waiter(path, move |outcome| {
+            // A receiver that stopped waiting is owed nothing.
+            tx.send(outcome).ok();
+        })?;
         match tokio::time::timeout(wait, rx).await {
-            Ok(Ok(Ok(()))) => Ok(true),
-            Ok(Ok(Err(e))) => Err(StoreError::io("waiting for the lock", path)(e)),
+            Ok(Ok(outcome)) => outcome.map(|()| true),
             // The thread ended without an answer: only a panic inside std's
             // `lock_shared` could do that. Treat it as released; the caller
             // re-reads and tries again, bounded by its own deadline.
             Ok(Err(_)) => Ok(true),
             Err(_) => Ok(false),
         }
+    }
+
+    /// [`Self::wait_for_release`] for synchronous callers.
+    pub fn wait_for_release_blocking(path: &Path, wait: Duration) -> Result<bool, StoreError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        Self::spawn_waiter(path, move |outcome| {
+            // A receiver that stopped waiting is owed nothing.
+            tx.send(outcome).ok();
+        })?;
+        match rx.recv_timeout(wait) {
+            Ok(outcome) => outcome.map(|()| true),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Ok(true),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Ok(false),
+        }
+    }
+
+    /// Takes a shared lock on `path` on a thread of its own, drops it at once,
+    /// and reports.
+    ///
+    /// A blocking `flock` cannot be abandoned at a deadline, so it runs on a
+    /// thread; on time-out the thread is left blocked, and when the holder
+    /// finally lets go it takes the shared lock and drops it at once. A plain
+    /// thread rather than an async runtime's blocking pool, because a runtime
+    /// waits for its blocking tasks when it shuts down and a stopped holder would
+    /// keep the process from exiting.
+    fn spawn_waiter(
+        path: &Path,
+        report: impl FnOnce(Result<(), StoreError>) + Send + 'static,
+    ) -> Result<(), StoreError> {
+        let file = open_lock_file(path)?;
+        let owned = path.to_owned();
+        std::thread::Builder::new()
+            .name("authkeep-lock-wait".into())
+            .spawn(move || {
+                let outcome = file
+                    .lock_shared()
+                    .map_err(StoreError::io("waiting for the lock", owned));
+                // The shared lock is released as the file is dropped.
+                drop(file);
+                report(outcome);
+            })
+            .map(drop)
+            .map_err(StoreError::io("starting a thread to wait for", path))
     }
 }
 

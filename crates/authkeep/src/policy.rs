@@ -576,6 +576,91 @@ mod tests {
     }
 
     #[test]
+    fn a_providers_retry_after_holds_after_expiry_but_not_against_force() {
+        let mut expired = record("at", Some(-1), 3600, true);
+        let until = now() + secs(120);
+        expired.health.retry_after = Some(until);
+        // authkeep's own back-off, capped at the expiry, has passed.
+        expired.health.next_attempt_at = Some(now() - secs(1));
+        assert_eq!(decide(&expired), WaitForProvider(until));
+        let forced = Demand {
+            force: true,
+            ..Demand::default()
+        };
+        assert_eq!(
+            Policy::default().decide(Some(&expired), forced, now()),
+            Refresh {
+                reason: RefreshReason::Expired,
+                fallback: false
+            }
+        );
+        expired.health.retry_after = Some(now());
+        assert!(matches!(decide(&expired), Refresh { .. }), "it has passed");
+    }
+
+    #[test]
+    fn a_session_state_is_what_getting_a_token_would_find() {
+        use crate::error::FailureClass;
+        use crate::session::Failure;
+        let policy = Policy::default();
+        let state = |r: &Record| policy.state(Some(r), now());
+        assert_eq!(policy.state(None, now()), SessionState::None);
+        assert_eq!(
+            state(&record("at", Some(100), 3600, true)),
+            SessionState::Valid
+        );
+        assert_eq!(
+            state(&record("at", Some(-1), 3600, true)),
+            SessionState::ExpiredRenewable
+        );
+        assert_eq!(
+            state(&record("at", Some(-1), 3600, false)),
+            SessionState::LoginRequired
+        );
+        let mut refresh_expired = record("at", Some(-1), 3600, true);
+        refresh_expired.tokens.as_mut().unwrap().refresh_expires_at = Some(now() - secs(1));
+        assert_eq!(state(&refresh_expired), SessionState::LoginRequired);
+        assert!(state(&refresh_expired).needs_login());
+        let mut ended = record("at", Some(100), 3600, true);
+        ended.tokens = None;
+        ended.health.last_error = Some(Failure {
+            class: FailureClass::SessionDead,
+            message: String::new(),
+            at: now(),
+        });
+        assert_eq!(state(&ended), SessionState::Ended);
+    }
+
+    #[test]
+    fn a_nonsensical_policy_is_read_as_the_nearest_sensible_one() {
+        let negative = Policy {
+            threshold: secs(-10),
+            ..Policy::default()
+        };
+        assert_eq!(negative.window(Some(secs(3600))), SignedDuration::ZERO);
+        for fraction in [f64::NAN, f64::INFINITY, -1.0, 7.0] {
+            let odd = Policy {
+                fraction,
+                ..Policy::default()
+            };
+            let window = odd.window(Some(secs(100)));
+            assert!(
+                window >= SignedDuration::ZERO && window <= secs(100),
+                "{fraction}: {window:?}"
+            );
+        }
+        let huge = Policy {
+            threshold: SignedDuration::MAX,
+            ..Policy::default()
+        };
+        let rec = record("at", Some(100), 3600, true);
+        assert!(matches!(
+            huge.decide(Some(&rec), Demand::default(), now()),
+            Refresh { .. }
+        ));
+    }
+
+    #[test]
     fn expired_refresh_token_means_login_without_a_doomed_attempt() {
         let mut rec = record("at", Some(-1), 3600, true);
         rec.tokens.as_mut().unwrap().refresh_expires_at = Some(now() - secs(1));

@@ -1,5 +1,6 @@
 //! The store contract, run against every backend: load with generation,
-//! compare-and-swap writes under the lock, compare-and-delete, list, lock waits.
+//! compare-and-swap writes under the lock, compare-and-delete that leaves the
+//! generation behind, list, lock waits, issuer entries.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -99,7 +100,28 @@ async fn contract<S: Store>(store: S) {
     store.remove(&held, 2).await.unwrap();
     assert_eq!(store.load(&a).await.unwrap(), None);
     assert_eq!(store.list().await.unwrap(), vec![b]);
+    // A new session after a removal continues the generation, so that a writer
+    // holding generation 2 from before cannot overwrite it.
+    assert!(matches!(
+        store.write(&held, Some(2), &first).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.write(&held, None, &first).await.unwrap(), 3);
+    assert_eq!(store.load(&a).await.unwrap().unwrap().generation, 3);
     drop(held);
+
+    // What is known of an issuer is kept apart from the sessions.
+    let issuer = "https://idp.example";
+    assert_eq!(store.issuer_skew(issuer).await.unwrap(), None);
+    store.set_issuer_skew(issuer, Some(300)).await.unwrap();
+    assert_eq!(store.issuer_skew(issuer).await.unwrap(), Some(300));
+    assert_eq!(
+        store.issuer_skew("https://other.example").await.unwrap(),
+        None
+    );
+    store.set_issuer_skew(issuer, None).await.unwrap();
+    assert_eq!(store.issuer_skew(issuer).await.unwrap(), None);
+    assert_eq!(store.list().await.unwrap().len(), 2, "no session was added");
 }
 
 #[tokio::test]

@@ -79,7 +79,7 @@ pub fn run(args: Args) -> Result<()> {
             .with_context(|| format!("cannot listen on {}", args.addr))?;
         let issuer = idp.issuer();
         printer::out(&issuer)?;
-        eprintln!(
+        crate::common::stderr_line(&format!(
             "authkeep devidp: development identity provider at {issuer} (loopback only; never for production)\n\
              \x20 discovery        {issuer}/.well-known/openid-configuration\n\
              \x20 create a session curl -s -X POST {issuer}/admin/sessions -H 'content-type: application/json' -d '{{}}' \\\n\
@@ -87,7 +87,7 @@ pub fn run(args: Args) -> Result<()> {
              \x20 counters         curl -s {issuer}/admin/counters\n\
              \x20 faults           curl -s -X POST {issuer}/admin/faults -H 'content-type: application/json' -d '{{\"kind\":{{\"kind\":\"status\",\"status\":503}}}}'\n\
              Press Ctrl-C to stop."
-        );
+        ));
         tokio::signal::ctrl_c().await.context("cannot wait for Ctrl-C")?;
         idp.shutdown().await;
         Ok(())

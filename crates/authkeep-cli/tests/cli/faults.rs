@@ -1,4 +1,4 @@
-//! Refresh failures end to end (DESIGN.md §1.5, §6): every fault the development
+//! Refresh failures end to end (docs/DESIGN.md §1.5, §6): every fault the development
 //! provider can inject, against a token far from expiry, inside its refresh window
 //! and expired, and what the user is left with: the class recorded, the exit code,
 //! the one stderr line, stdout, and the session record afterwards. Then the
@@ -264,7 +264,7 @@ fn faults() -> Vec<Fault> {
     ]
 }
 
-/// What DESIGN.md §1.5 and §6 say the user is left with.
+/// What docs/DESIGN.md §1.5 and §6 say the user is left with.
 struct Expected {
     code: i32,
     prints_stored_token: bool,
@@ -688,11 +688,12 @@ fn provider_down_then_back() {
     let session = idp.session();
     home.login(PROFILE, idp.issuer(), &session).ok();
     home.age_record(PROFILE, -10, 3600);
-    let bound = Duration::from_secs(5);
+    // Far below the --timeout given, far above what a loaded machine needs.
+    let bound = Duration::from_secs(20);
 
     // Down: every connection dropped, then every request hanging.
     idp.fail_with(FaultKind::DropConnection);
-    let (run, elapsed) = home.run_timed(&["token", "--timeout", "10s"]);
+    let (run, elapsed) = home.run_timed(&["token", "--timeout", "60s"]);
     eprintln!(
         "dropped connection, expired token: exit {} after {elapsed:?}",
         run.code()
@@ -712,7 +713,7 @@ fn provider_down_then_back() {
         run.code()
     );
     assert_eq!(run.code(), 4, "{}", run.stderr());
-    assert!(elapsed < Duration::from_secs(3), "a hang took {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(15), "a hang took {elapsed:?}");
     let record = home.record(PROFILE);
     same_token(
         &text(&record, "refresh_token"),
@@ -743,9 +744,9 @@ fn provider_down_then_back() {
     let window_session = session_in_window(&idp, &in_window, PROFILE);
     idp.stop();
     home.age_record(PROFILE, -10, 3600);
-    let (run, elapsed) = home.run_timed(&["token", "--timeout", "10s"]);
+    let (run, elapsed) = home.run_timed(&["token", "--timeout", "60s"]);
     eprintln!(
-        "stopped provider, --timeout 10s, expired token: exit {} after {elapsed:?}",
+        "stopped provider, --timeout 60s, expired token: exit {} after {elapsed:?}",
         run.code()
     );
     assert_eq!(run.code(), 4, "{}", run.stderr());
@@ -762,7 +763,7 @@ fn provider_down_then_back() {
         "rotated refresh token kept",
     );
     // Without cached discovery, the discovery request is what fails.
-    let (run, elapsed) = stranger.run_timed(&["token", "--timeout", "10s"]);
+    let (run, elapsed) = stranger.run_timed(&["token", "--timeout", "60s"]);
     eprintln!(
         "stopped provider, no cached discovery: exit {} after {elapsed:?}",
         run.code()

@@ -1,7 +1,7 @@
 //! One refresh per session across processes, and nothing lost on a crash: many
 //! `authkeep token` processes released at the same instant, a lock holder killed
 //! or stopped mid-refresh, a foreign writer rotating the session during a refresh,
-//! and refreshes killed at random instants.
+//! and refreshes interrupted by SIGKILL, SIGTERM and SIGINT at random instants.
 //!
 //! Tokens are compared, never printed: failure messages carry stderr only.
 
@@ -243,13 +243,13 @@ fn a_lock_holder_killed_mid_refresh_lets_the_next_caller_proceed_at_once() {
 
     let started = Instant::now();
     let next = home
-        .command(&["token", "--lock-timeout", "30s"])
+        .command(&["token", "--lock-timeout", "120s"])
         .output()
         .unwrap();
     let took = started.elapsed();
     assert_eq!(next.status.code(), Some(0), "{}", stderr_of(&next));
     assert!(
-        took < Duration::from_secs(5),
+        took < Duration::from_secs(30),
         "the next caller took {took:?}, as if it had waited for the dead holder's lock"
     );
     let served = token_of(&next);
@@ -285,9 +285,19 @@ fn a_stopped_lock_holder_makes_waiters_give_up_at_the_lock_timeout() {
         "{stderr}"
     );
     assert!(
-        took >= Duration::from_secs(1) && took < Duration::from_secs(5),
+        took >= Duration::from_secs(1) && took < Duration::from_secs(15),
         "took {took:?}"
     );
+    // The front waits and decides on its own when the wait comes from the
+    // environment; it says exactly what the full binary says.
+    let front = home
+        .command(&["token"])
+        .env("AUTHKEEP_LOCK_TIMEOUT", "1s")
+        .output()
+        .unwrap();
+    assert_eq!(front.status.code(), Some(0), "{}", stderr_of(&front));
+    assert!(token_of(&front) == valid, "the stored token is served");
+    assert_eq!(stderr_of(&front), stderr, "front and full binary agree");
 
     // Expired: retry later, naming the setting; the bound comes from the
     // environment this time.
@@ -307,9 +317,23 @@ fn a_stopped_lock_holder_makes_waiters_give_up_at_the_lock_timeout() {
         "{stderr}"
     );
     assert!(
-        took >= Duration::from_secs(1) && took < Duration::from_secs(5),
+        took >= Duration::from_secs(1) && took < Duration::from_secs(15),
         "took {took:?}"
     );
+    let full = home
+        .command(&["token", "--lock-timeout", "1s"])
+        .output()
+        .unwrap();
+    assert_eq!(full.status.code(), Some(4));
+    assert_eq!(stderr_of(&full), stderr, "front and full binary agree");
+    let json = home
+        .command(&["token", "--json"])
+        .env("AUTHKEEP_LOCK_TIMEOUT", "1s")
+        .output()
+        .unwrap();
+    assert_eq!(json.status.code(), Some(4));
+    let error: serde_json::Value = serde_json::from_slice(&json.stderr).unwrap();
+    assert_eq!(error["error"], "lock_timeout", "{error}");
 
     idp.clear_faults();
     signal(holder.id(), "CONT");
@@ -407,24 +431,40 @@ impl Rng {
     }
 }
 
-#[test]
-fn refreshes_killed_at_random_instants_lose_only_what_the_provider_rotated_unwritten() {
-    const CYCLES: usize = 200;
-    let _turn = heavy();
-    let idp = Idp::start(Config::default());
-    idp.set_faults(Faults {
-        latency_ms: 3,
-        ..Faults::default()
-    });
-    let home = Home::new();
+/// What a crash loop with one signal observed.
+#[derive(Debug, Default)]
+struct Tally {
+    /// The victim exited (or was stopped by the default action) before the
+    /// signal could matter.
+    finished_before_signal: usize,
+    /// The provider rotated, the record still held the old refresh token after
+    /// the signal, and the journal held the answer: the kill landed between the
+    /// rotation and the durable write, and the journal saved the session.
+    saved_by_journal: usize,
+    /// SIGINT or SIGTERM arrived while the refresh's result was outstanding and
+    /// the victim exited only once it was saved.
+    deferred: usize,
+    /// Sessions the next call found dead.
+    lost: usize,
+    /// Of those, kills between the provider's rotation and the journal write.
+    lost_before_journal: usize,
+    /// Signals that left a temporary file or journal for the next lock holder.
+    leftovers: usize,
+}
+
+/// Runs `cycles` refreshes, each interrupted by `signal` at a random instant,
+/// each followed by a normal call, and checks after every cycle that the store
+/// parses, that the next call cleans up, and that a session is lost only when
+/// the provider rotated and neither the record nor the journal got the answer.
+fn crash_loop(idp: &Idp, home: &Home, signal_name: &str, cycles: usize, rng: &mut Rng) -> Tally {
     let store = FileStore::new(home.path().join("sessions"));
     let key = SessionKey::new(PROFILE).unwrap();
-    home.login(PROFILE, idp.issuer(), &idp.session()).ok();
-
-    // Each cycle puts the token inside its window and runs `authkeep token`. (A
-    // forced refresh would not do: it shares a refresh made moments ago.) Kill
-    // instants are spread over the life of an uninterrupted run: the median of
-    // the last few, so that the spread follows the machine's load.
+    let journal = home
+        .path()
+        .join("sessions")
+        .join(format!("{PROFILE}.journal"));
+    // Signal instants are spread over the life of an uninterrupted run: the
+    // median of the last few, so that the spread follows the machine's load.
     let mut recent: Vec<Duration> = (0..3)
         .map(|_| {
             home.age_record(PROFILE, 100, 3600);
@@ -434,47 +474,48 @@ fn refreshes_killed_at_random_instants_lose_only_what_the_provider_rotated_unwri
             started.elapsed()
         })
         .collect();
-    let mut spans = Vec::new();
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    let mut rng = Rng(seed);
-
-    let started = Instant::now();
-    let (mut lost, mut in_window, mut finished_before_kill, mut leftovers) = (0, 0, 0, 0);
-    for cycle in 0..CYCLES {
-        let refresh_before = stored(&home, "refresh_token");
+    let mut tally = Tally::default();
+    for cycle in 0..cycles {
+        let refresh_before = stored(home, "refresh_token");
         let before = idp.counters();
         let span = median(recent.clone());
-        spans.push(span);
         let delay = Duration::from_micros(rng.below(span.as_micros() as u64));
         home.age_record(PROFILE, 100, 3600);
-        let mut victim = home
+        let victim = home
             .command(&["token"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         std::thread::sleep(delay);
-        victim.kill().unwrap();
-        if victim.wait().unwrap().signal().is_none() {
-            finished_before_kill += 1;
+        signal(victim.id(), signal_name);
+        let output = victim.wait_with_output().unwrap();
+        let said = stderr_of(&output);
+        match (output.status.signal(), output.status.code()) {
+            (Some(_), _) => {}
+            (None, Some(0)) => tally.finished_before_signal += 1,
+            (None, Some(130 | 143)) => {
+                if said.contains("once the refreshed session was saved") {
+                    tally.deferred += 1;
+                }
+            }
+            other => panic!("cycle {cycle}: the victim ended {other:?}: {said}"),
         }
 
-        let after_kill = store
+        let after_signal = store
             .load_blocking(&key)
             .unwrap_or_else(|e| panic!("cycle {cycle}: the store does not parse: {e}"))
             .expect("the record is never removed");
-        let refresh_after_kill = after_kill
+        let refresh_after_signal = after_signal
             .record
             .tokens
             .as_ref()
             .and_then(|t| t.refresh_token.as_ref())
             .map(|rt| rt.expose_secret().to_owned())
-            .expect("the killed process removed no token");
-        if !home.temp_files(PROFILE).is_empty() {
-            leftovers += 1;
+            .expect("the interrupted process removed no token");
+        let journaled = std::fs::metadata(&journal).is_ok_and(|m| m.len() > 0);
+        if journaled || !home.temp_files(PROFILE).is_empty() {
+            tally.leftovers += 1;
         }
 
         home.age_record(PROFILE, 100, 3600);
@@ -491,52 +532,48 @@ fn refreshes_killed_at_random_instants_lose_only_what_the_provider_rotated_unwri
         let code = next.status.code();
         let d = delta(&before, &idp.counters());
         assert!(
-            home.temp_files(PROFILE).is_empty(),
-            "cycle {cycle}: a temporary file outlived the next lock holder"
+            home.temp_files(PROFILE).is_empty() && !journal.exists(),
+            "cycle {cycle}: a temporary file or journal outlived the next lock holder"
         );
-        // The next call made one request; whatever else succeeded was the victim's.
-        let next_ok = u64::from(code == Some(0));
+        // The next call says (-v) whether it refreshed; whatever else succeeded
+        // was the victim's.
+        let next_ok = u64::from(stderr_of(&next).contains(": refreshed;"));
         assert_eq!(
             d.requests,
             d.ok + d.invalid_grant,
             "cycle {cycle}: no faults expected"
         );
-        assert!(
-            d.ok >= next_ok,
-            "cycle {cycle}: the next call did not refresh: {}",
-            stderr_of(&next)
-        );
-        let victim_rotated = d.ok - next_ok == 1;
-        let unwritten = victim_rotated && refresh_after_kill == refresh_before;
-        if unwritten {
-            in_window += 1;
+        let victim_rotated = d.ok > next_ok;
+        let unwritten = victim_rotated && refresh_after_signal == refresh_before;
+        if unwritten && journaled {
+            tally.saved_by_journal += 1;
         }
         match code {
             Some(0) => {
                 assert!(
-                    !unwritten,
-                    "cycle {cycle}: a rotation never written did not end the session"
+                    !unwritten || journaled,
+                    "cycle {cycle}: a rotation neither written nor journaled did not end the session"
                 );
                 assert_eq!(
-                    (d.ok, d.invalid_grant, d.revoked),
-                    (next_ok + u64::from(victim_rotated), 0, 0),
-                    "cycle {cycle} (victim waited {delay:?}, refresh token changed: {}): {}",
-                    refresh_after_kill != refresh_before,
+                    (d.invalid_grant, d.revoked),
+                    (0, 0),
+                    "cycle {cycle} (signal after {delay:?}, journal: {journaled}): {}",
                     stderr_of(&next)
                 );
                 assert!(
-                    idp.is_active(&stored(&home, "refresh_token")),
+                    idp.is_active(&stored(home, "refresh_token")),
                     "cycle {cycle}: the stored refresh token does not work"
                 );
             }
             Some(3) => {
-                lost += 1;
+                tally.lost += 1;
                 assert!(
-                    unwritten,
-                    "cycle {cycle}: the session was lost although the victim's kill did not fall \
-                     between the provider's rotation and the durable write: {}",
+                    unwritten && !journaled,
+                    "cycle {cycle}: the session was lost although SIG{signal_name} did not fall \
+                     between the provider's rotation and the journal write: {}",
                     stderr_of(&next)
                 );
+                tally.lost_before_journal += 1;
                 assert_eq!(
                     (d.ok, d.invalid_grant, d.revoked),
                     (1, 1, 1),
@@ -555,13 +592,56 @@ fn refreshes_killed_at_random_instants_lose_only_what_the_provider_rotated_unwri
             ),
         }
     }
-    eprintln!(
-        "crash loop: seed={seed} cycles={CYCLES} kill delays from 0 to a median span of {:?} \
-         finished before the kill={finished_before_kill} kills between rotation and durable \
-         write={in_window} sessions lost={lost} kills leaving a temporary file={leftovers} \
-         time={:?}",
-        median(spans),
-        started.elapsed()
-    );
-    assert_eq!(lost, in_window);
+    tally
+}
+
+/// Refreshes interrupted at random instants by SIGKILL, SIGTERM and SIGINT.
+/// SIGTERM and SIGINT lose nothing: they wait for the write. SIGKILL loses a
+/// session only when it lands after the provider rotated and before the
+/// answer reached the journal, a window of microseconds; kills during the
+/// fsyncs, which used to lose the session, are saved by the journal. The test
+/// asserts that its signals did land inside the windows it is about.
+///
+/// `AUTHKEEP_CRASH_CYCLES` sets the cycles per signal (default 100;
+/// `scripts/crash-loop.sh` runs more).
+#[test]
+fn refreshes_interrupted_at_random_instants_lose_only_what_no_journal_could_hold() {
+    let cycles: usize = std::env::var("AUTHKEEP_CRASH_CYCLES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(100);
+    let _turn = heavy();
+    let idp = Idp::start(Config::default());
+    idp.set_faults(Faults {
+        latency_ms: 3,
+        ..Faults::default()
+    });
+    let home = Home::new();
+    home.login(PROFILE, idp.issuer(), &idp.session()).ok();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let mut rng = Rng(seed);
+    let started = Instant::now();
+    for name in ["KILL", "TERM", "INT"] {
+        let tally = crash_loop(&idp, &home, name, cycles, &mut rng);
+        eprintln!(
+            "crash loop: seed={seed} SIG{name} {tally:?} after {:?}",
+            started.elapsed()
+        );
+        if name == "KILL" {
+            assert!(
+                tally.saved_by_journal > 0,
+                "no SIGKILL landed between the rotation and the durable write: {tally:?}"
+            );
+            assert_eq!(tally.lost, tally.lost_before_journal);
+        } else {
+            assert_eq!(tally.lost, 0, "SIG{name} lost a session: {tally:?}");
+            assert!(
+                tally.deferred > 0,
+                "no SIG{name} landed while a refresh's result was outstanding: {tally:?}"
+            );
+        }
+    }
 }

@@ -1,5 +1,5 @@
 //! Interpreting a token endpoint's answer (RFC 6749 §5) and classifying failures
-//! (DESIGN.md §1.5).
+//! (docs/DESIGN.md §1.5).
 //!
 //! Real providers are lenient in what they send, so this is lenient in what it
 //! reads: `expires_in` as a string, an `error` inside a 200 body, form-encoded
@@ -136,7 +136,7 @@ pub fn parse_token_response(
     Ok(response)
 }
 
-/// The class of an OAuth error code (DESIGN.md §1.5). Only `invalid_grant` that
+/// The class of an OAuth error code (docs/DESIGN.md §1.5). Only `invalid_grant` that
 /// does not ask for interaction ends a session, whatever the status.
 fn classify_error(
     status: StatusCode,

@@ -131,6 +131,21 @@ impl FileStore {
         Ok(loaded)
     }
 
+    /// Whether another process holds the session's lock (is refreshing it).
+    pub fn is_locked_blocking(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        FileLock::is_held(&self.lock_path(key))
+    }
+
+    /// Waits, at most `wait`, until whoever holds the session's lock lets go,
+    /// synchronously (see [`Store::wait_for_release`]).
+    pub fn wait_for_release_blocking(
+        &self,
+        key: &SessionKey,
+        wait: Duration,
+    ) -> Result<bool, StoreError> {
+        FileLock::wait_for_release_blocking(&self.lock_path(key), wait)
+    }
+
     /// The issuer's recorded clock skew, synchronously (see [`Store::issuer_skew`]).
     /// An unreadable entry counts as "never measured": it only steers expiry
     /// decisions, and the next measurement replaces it.
@@ -197,6 +212,38 @@ impl FileStore {
         std::fs::rename(&path, &aside).map_err(StoreError::io("moving aside", path))?;
         sync_dir(&self.dir)?;
         Ok(aside)
+    }
+
+    /// Journals `bytes`, checks that the record is still at generation
+    /// `expected`, replaces it durably, then drops the journal.
+    ///
+    /// The journal comes first, before anything is read: a refresh's answer is
+    /// safe from a killed process as soon as it can be, and the fsyncs that make
+    /// the record durable take milliseconds. It is written without fsync (the
+    /// page cache outlives a killed process, though not a power cut, which only
+    /// the record's fsyncs protect against). If the replace fails, the journal
+    /// stays for the next holder of the lock; if the generation no longer
+    /// matches, the journal's own condition fails too and it is dropped.
+    fn replace(
+        &self,
+        key: &SessionKey,
+        expected: Option<u64>,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        let journal = self.journal_path(key);
+        let mut file = open_private(&journal, true)?;
+        file.write_all(&journal_bytes(expected, bytes))
+            .map_err(StoreError::io("writing", journal.clone()))?;
+        drop(file);
+        if self.current_generation(key)? != expected {
+            remove_if_exists(&journal)?;
+            return Err(StoreError::Conflict(key.to_string()));
+        }
+        write_atomically(&self.path(key), &Self::temp_prefix(key), bytes)?;
+        // The record is saved. A journal that cannot be removed is outdated (it
+        // builds on the previous generation): the next holder of the lock
+        // discards it, so failing here would only misreport a success.
+        remove_if_exists(&journal).or(Ok(()))
     }
 
     fn current_generation(&self, key: &SessionKey) -> Result<Option<u64>, StoreError> {
@@ -321,9 +368,6 @@ impl Store for FileStore {
         record: &Record,
     ) -> Result<u64, StoreError> {
         let key = &guard.key;
-        if self.current_generation(key)? != expected {
-            return Err(StoreError::Conflict(key.to_string()));
-        }
         let base = match expected {
             Some(g) => Some(g),
             None => self.tombstone(key)?,
@@ -332,18 +376,15 @@ impl Store for FileStore {
             .map_or(Some(1), |g| g.checked_add(1))
             .ok_or_else(|| StoreError::Conflict(key.to_string()))?;
         let bytes = encode(record, generation);
-        // The journal first, without fsync: once `write` returns, what we were
-        // given survives this process being killed (not the machine losing
-        // power, which only the fsyncs below protect against).
-        let journal = self.journal_path(key);
-        let mut file = open_private(&journal, true)?;
-        file.write_all(&journal_bytes(expected, &bytes))
-            .map_err(StoreError::io("writing", journal.clone()))?;
-        drop(file);
-        write_atomically(&self.path(key), &Self::temp_prefix(key), &bytes)?;
-        // A journal left behind is outdated (it builds on the previous
-        // generation) and is discarded by the next holder of the lock.
-        remove_if_exists(&journal)?;
+        self.replace(key, expected, &bytes).map_err(|e| match e {
+            // Whatever step failed, the user's concern is the record.
+            StoreError::Io { source, .. } => StoreError::Io {
+                action: "saving",
+                path: self.path(key),
+                source,
+            },
+            other => other,
+        })?;
         Ok(generation)
     }
 
@@ -636,6 +677,128 @@ mod tests {
             decode_str(r#"{"version":"x"}"#),
             Err(Problem::Corrupt(_))
         ));
+    }
+
+    fn sample(access: &str) -> Record {
+        let now: Timestamp = "2026-06-01T12:00:00Z".parse().unwrap();
+        Record {
+            client: Some(Client {
+                issuer: "https://idp.example".into(),
+                client_id: "c".into(),
+                ..Client::default()
+            }),
+            tokens: Some(TokenSet {
+                access_token: AccessToken::new(access),
+                token_type: "Bearer".into(),
+                refresh_token: Some(RefreshToken::new(format!("rt-{access}"))),
+                scope: None,
+                id_token: None,
+                expires_at: Some(now),
+                issued_at: Some(now),
+                refresh_expires_at: None,
+                expiry_source: ExpirySource::ExpiresIn,
+                obtained_at: now,
+                origin: Origin::Refresh,
+            }),
+            ..Record::default()
+        }
+    }
+
+    /// A store holding `sample("one")` at generation 1, and its session key.
+    async fn store_with_one() -> (tempfile::TempDir, FileStore, SessionKey) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path());
+        let key = SessionKey::new("s").unwrap();
+        let guard = store.try_lock(&key).await.unwrap().unwrap();
+        store.write(&guard, None, &sample("one")).await.unwrap();
+        (dir, store, key)
+    }
+
+    fn access(store: &FileStore, key: &SessionKey) -> (u64, String) {
+        let v = store.load_blocking(key).unwrap().unwrap();
+        let token = v.record.tokens.unwrap().access_token;
+        (v.generation, token.expose_secret().to_owned())
+    }
+
+    #[tokio::test]
+    async fn a_write_leaves_no_journal_behind() {
+        let (_dir, store, key) = store_with_one().await;
+        assert!(!store.journal_path(&key).exists());
+        assert_eq!(access(&store, &key), (1, "one".into()));
+    }
+
+    #[tokio::test]
+    async fn a_journal_left_by_a_killed_writer_is_finished_by_the_next_lock_holder() {
+        let (_dir, store, key) = store_with_one().await;
+        // Killed after journaling generation 2, before the record was replaced.
+        let next = encode(&sample("two"), 2);
+        std::fs::write(store.journal_path(&key), journal_bytes(Some(1), &next)).unwrap();
+        assert_eq!(
+            access(&store, &key),
+            (1, "one".into()),
+            "readers see the record"
+        );
+        let _guard = store.try_lock(&key).await.unwrap().unwrap();
+        assert_eq!(access(&store, &key), (2, "two".into()));
+        assert!(!store.journal_path(&key).exists());
+    }
+
+    #[tokio::test]
+    async fn a_first_write_journaled_without_a_record_is_recovered() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path());
+        let key = SessionKey::new("s").unwrap();
+        let first = encode(&sample("one"), 1);
+        std::fs::write(store.journal_path(&key), journal_bytes(None, &first)).unwrap();
+        let _guard = store.try_lock(&key).await.unwrap().unwrap();
+        assert_eq!(access(&store, &key), (1, "one".into()));
+    }
+
+    #[tokio::test]
+    async fn torn_foreign_and_outdated_journals_are_discarded() {
+        let (_dir, store, key) = store_with_one().await;
+        let next = journal_bytes(Some(1), &encode(&sample("two"), 2));
+        let torn = next[..next.len() - 5].to_vec();
+        let mut flipped = next.clone();
+        let last = flipped.len() - 3;
+        flipped[last] ^= 1;
+        let outdated = journal_bytes(Some(0), &encode(&sample("zero"), 1));
+        let skipping = journal_bytes(Some(1), &encode(&sample("three"), 3));
+        for journal in [
+            torn,
+            flipped,
+            outdated,
+            skipping,
+            b"garbage".to_vec(),
+            Vec::new(),
+        ] {
+            std::fs::write(store.journal_path(&key), &journal).unwrap();
+            let guard = store.try_lock(&key).await.unwrap().unwrap();
+            assert_eq!(access(&store, &key), (1, "one".into()));
+            assert!(!store.journal_path(&key).exists());
+            drop(guard);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_journal_beside_an_unreadable_record_is_left_alone() {
+        let (_dir, store, key) = store_with_one().await;
+        let journal = journal_bytes(Some(1), &encode(&sample("two"), 2));
+        std::fs::write(store.journal_path(&key), &journal).unwrap();
+        std::fs::write(store.path(&key), b"{not json").unwrap();
+        let _guard = store.try_lock(&key).await.unwrap().unwrap();
+        assert_eq!(std::fs::read(store.path(&key)).unwrap(), b"{not json");
+        assert_eq!(std::fs::read(store.journal_path(&key)).unwrap(), journal);
+    }
+
+    #[tokio::test]
+    async fn a_removed_session_leaves_its_generation_for_the_next_login() {
+        let (_dir, store, key) = store_with_one().await;
+        let guard = store.try_lock(&key).await.unwrap().unwrap();
+        store.remove(&guard, 1).await.unwrap();
+        assert!(!store.path(&key).exists());
+        assert_eq!(store.list().await.unwrap(), Vec::<SessionKey>::new());
+        assert_eq!(store.write(&guard, None, &sample("new")).await.unwrap(), 2);
     }
 
     #[test]
