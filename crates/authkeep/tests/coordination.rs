@@ -9,7 +9,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -199,25 +199,47 @@ async fn sixty_four_rejections_of_one_token_cause_one_refresh() {
     assert_one_refresh(&idp, &store, &served, &session);
 }
 
-/// A file store that lets a foreign writer act once, right after the keeper's
-/// first read under the lock: between its read and its refresh.
-struct Interleaved {
+/// A file store with two hooks: a foreign writer that acts once, right after
+/// the keeper's first read under the lock (between its read and its refresh),
+/// and writes that fail with "no space left on device" the first `failures`
+/// times (every time for `usize::MAX`), as a full disk does.
+struct Hooked {
     inner: FileStore,
     locked: AtomicBool,
     foreign: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    failures: AtomicUsize,
+    attempts: AtomicUsize,
 }
 
-impl Interleaved {
-    fn new(inner: FileStore, foreign: impl FnOnce() + Send + 'static) -> Self {
+impl Hooked {
+    fn new(inner: FileStore) -> Self {
         Self {
             inner,
             locked: AtomicBool::new(false),
-            foreign: Mutex::new(Some(Box::new(foreign))),
+            foreign: Mutex::new(None),
+            failures: 0.into(),
+            attempts: 0.into(),
         }
+    }
+
+    fn interleaved(inner: FileStore, foreign: impl FnOnce() + Send + 'static) -> Self {
+        let hooked = Self::new(inner);
+        *hooked.foreign.lock().unwrap() = Some(Box::new(foreign));
+        hooked
+    }
+
+    fn full_disk(inner: FileStore, failures: usize) -> Self {
+        let hooked = Self::new(inner);
+        hooked.failures.store(failures, Ordering::SeqCst);
+        hooked
+    }
+
+    fn attempts(&self) -> usize {
+        self.attempts.load(Ordering::SeqCst)
     }
 }
 
-impl Store for Interleaved {
+impl Store for Hooked {
     type Guard = FileGuard;
 
     async fn load(&self, key: &SessionKey) -> Result<Option<Versioned>, StoreError> {
@@ -253,6 +275,20 @@ impl Store for Interleaved {
         expected: Option<u64>,
         record: &Record,
     ) -> Result<u64, StoreError> {
+        self.attempts.fetch_add(1, Ordering::SeqCst);
+        let failing = self
+            .failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                (left > 0).then(|| left.saturating_sub(1))
+            })
+            .is_ok();
+        if failing {
+            return Err(StoreError::Io {
+                action: "writing",
+                path: self.inner.path(guard.key()),
+                source: Arc::new(std::io::Error::from(std::io::ErrorKind::StorageFull)),
+            });
+        }
         self.inner.write(guard, expected, record).await
     }
 
@@ -313,7 +349,7 @@ async fn a_session_rotated_by_a_foreign_writer_during_a_refresh_is_used_not_dele
         store.path(&key()),
         text(&first, "refresh_token"),
     );
-    let interleaved = Interleaved::new(store.clone(), move || {
+    let interleaved = Hooked::interleaved(store.clone(), move || {
         assert!(writer_idp.revoke_grant_of(&old_refresh));
         replace_file(&path, &foreign_record);
     });
@@ -355,7 +391,7 @@ async fn a_rejected_refresh_token_the_store_still_holds_ends_the_session() {
     let store = FileStore::new(dir.path());
     let first = log_in_near_expiry(&Keeper::new(store.clone(), Settings::default()), &idp).await;
     let (writer_idp, old_refresh) = (Arc::clone(&idp), text(&first, "refresh_token"));
-    let interleaved = Interleaved::new(store.clone(), move || {
+    let interleaved = Hooked::interleaved(store.clone(), move || {
         assert!(writer_idp.revoke_grant_of(&old_refresh));
     });
     let keeper = Keeper::new(interleaved, Settings::default());
@@ -371,83 +407,6 @@ async fn a_rejected_refresh_token_the_store_still_holds_ends_the_session() {
     assert_eq!(idp.counters().outcome(REFRESH, "invalid_grant"), 1);
 }
 
-/// A file store whose writes fail with "no space left on device" the first
-/// `failures` times (every time for `usize::MAX`), as a full disk does.
-struct FullDisk {
-    inner: FileStore,
-    failures: std::sync::atomic::AtomicUsize,
-    attempts: std::sync::atomic::AtomicUsize,
-}
-
-impl FullDisk {
-    fn new(inner: FileStore, failures: usize) -> Self {
-        Self {
-            inner,
-            failures: failures.into(),
-            attempts: 0.into(),
-        }
-    }
-
-    fn attempts(&self) -> usize {
-        self.attempts.load(Ordering::SeqCst)
-    }
-}
-
-impl Store for FullDisk {
-    type Guard = FileGuard;
-
-    async fn load(&self, key: &SessionKey) -> Result<Option<Versioned>, StoreError> {
-        self.inner.load(key).await
-    }
-
-    async fn try_lock(&self, key: &SessionKey) -> Result<Option<FileGuard>, StoreError> {
-        self.inner.try_lock(key).await
-    }
-
-    async fn wait_for_release(&self, key: &SessionKey, wait: Duration) -> Result<bool, StoreError> {
-        self.inner.wait_for_release(key, wait).await
-    }
-
-    async fn write(
-        &self,
-        guard: &FileGuard,
-        expected: Option<u64>,
-        record: &Record,
-    ) -> Result<u64, StoreError> {
-        self.attempts.fetch_add(1, Ordering::SeqCst);
-        let failing = self
-            .failures
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
-                (left > 0).then(|| left.saturating_sub(1))
-            })
-            .is_ok();
-        if failing {
-            return Err(StoreError::Io {
-                action: "writing",
-                path: self.inner.path(guard.key()),
-                source: Arc::new(std::io::Error::from(std::io::ErrorKind::StorageFull)),
-            });
-        }
-        self.inner.write(guard, expected, record).await
-    }
-
-    async fn remove(&self, guard: &FileGuard, expected: u64) -> Result<(), StoreError> {
-        self.inner.remove(guard, expected).await
-    }
-
-    async fn list(&self) -> Result<Vec<SessionKey>, StoreError> {
-        self.inner.list().await
-    }
-
-    async fn issuer_skew(&self, issuer: &str) -> Result<Option<i64>, StoreError> {
-        self.inner.issuer_skew(issuer).await
-    }
-
-    async fn set_issuer_skew(&self, issuer: &str, skew: Option<i64>) -> Result<(), StoreError> {
-        self.inner.set_issuer_skew(issuer, skew).await
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotation_that_cannot_be_saved_is_an_error_and_hands_out_no_token() {
     let idp = provider().await;
@@ -456,7 +415,7 @@ async fn a_rotation_that_cannot_be_saved_is_an_error_and_hands_out_no_token() {
     let session = log_in_near_expiry(&Keeper::new(store.clone(), Settings::default()), &idp).await;
     let (sink, events) = recording();
     let keeper = Keeper::new(
-        FullDisk::new(store.clone(), usize::MAX),
+        Hooked::full_disk(store.clone(), usize::MAX),
         Settings::default(),
     )
     .with_events(sink);
@@ -493,7 +452,7 @@ async fn a_write_that_fails_briefly_is_retried_and_saved() {
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::new(dir.path());
     let session = log_in_near_expiry(&Keeper::new(store.clone(), Settings::default()), &idp).await;
-    let keeper = Keeper::new(FullDisk::new(store.clone(), 2), Settings::default());
+    let keeper = Keeper::new(Hooked::full_disk(store.clone(), 2), Settings::default());
 
     let served = keeper.token(&key(), Demand::default()).await.unwrap();
     assert!(served.refreshed);

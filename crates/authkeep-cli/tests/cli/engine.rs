@@ -101,11 +101,12 @@ fn a_rotation_that_cannot_be_saved_on_a_full_disk_is_exit_1_and_prints_no_token(
     assert_eq!(run.stderr_lines().len(), 1, "{}", run.stderr());
 }
 
-/// Starts `authkeep token -v` and returns it once it has said it is refreshing
-/// (its next step is the request), with what it writes on stderr from then on.
-fn refreshing(
+/// Starts `authkeep` and returns it once a line on its stderr contains `said`,
+/// with what it writes on stderr from then on.
+fn started_until(
     home: &Home,
     args: &[&str],
+    said: &str,
 ) -> (std::process::Child, std::thread::JoinHandle<String>) {
     let mut child = home
         .command(args)
@@ -114,15 +115,9 @@ fn refreshing(
         .spawn()
         .unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut lines = Vec::new();
-    loop {
-        let mut line = String::new();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "{lines:?}");
-        let refreshing = line.contains(": refreshing: ");
-        lines.push(line);
-        if refreshing {
-            break;
-        }
+    let mut lines = String::new();
+    while !lines.lines().any(|line| line.contains(said)) {
+        assert!(stderr.read_line(&mut lines).unwrap() > 0, "{lines}");
     }
     let rest = std::thread::spawn(move || {
         let mut rest = String::new();
@@ -146,7 +141,8 @@ fn sigint_and_sigterm_during_a_refresh_wait_until_its_result_is_saved() {
     for (name, code) in [("INT", 130), ("TERM", 143)] {
         home.age_record(PROFILE, 100, 3600);
         let old = text(&home.record(PROFILE), "refresh_token");
-        let (child, rest) = refreshing(&home, &["token", "-v"]);
+        // Its next step after saying so is the request.
+        let (child, rest) = started_until(&home, &["token", "-v"], ": refreshing: ");
         signal(child.id(), name);
         let output = child.wait_with_output().unwrap();
         let said = rest.join().unwrap();
@@ -175,17 +171,11 @@ fn sigterm_while_waiting_for_another_process_ends_at_once() {
     home.login(PROFILE, idp.issuer(), &idp.session()).ok();
     home.age_record(PROFILE, 100, 3600);
     let _held = home.hold_lock(PROFILE);
-    let mut child = home
-        .command(&["token", "-v", "--lock-timeout", "60s"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("waiting for it") {
-        line.clear();
-        assert!(stderr.read_line(&mut line).unwrap() > 0);
-    }
+    let (mut child, _) = started_until(
+        &home,
+        &["token", "-v", "--lock-timeout", "60s"],
+        "waiting for it",
+    );
     let sent = Instant::now();
     signal(child.id(), "TERM");
     let status = child.wait().unwrap();
