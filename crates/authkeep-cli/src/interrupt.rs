@@ -61,7 +61,9 @@ where
 fn interrupted(signal: u8, waited: bool) -> anyhow::Error {
     let name = if signal == 15 { "SIGTERM" } else { "SIGINT" };
     let message = if waited {
-        format!("stopped by {name} once the refreshed session was saved")
+        format!(
+            "stopped by {name} once the refresh under way had finished and its outcome was saved"
+        )
     } else {
         format!("stopped by {name}")
     };

@@ -431,13 +431,12 @@ impl<S: Store> Keeper<S> {
                     // Whatever this caller asked for, it was asked of this attempt.
                     return outcome;
                 }
-                Role::Follow(mut rx) => match rx.wait_for(Option::is_some).await {
-                    Ok(outcome) => outcome.clone().unwrap_or_else(|| {
-                        // `wait_for` returned because the value is `Some`.
-                        unreachable!("a landed flight has an outcome")
-                    }),
-                    // The leader was dropped before it landed: start over.
-                    Err(_) => continue,
+                Role::Follow(mut rx) => match rx.wait_for(Option::is_some).await.map(|o| o.clone())
+                {
+                    Ok(Some(outcome)) => outcome,
+                    // The leader was dropped before it landed (`wait_for` returns
+                    // only a landed outcome otherwise): start over.
+                    Ok(None) | Err(_) => continue,
                 },
             };
             rounds += 1;
@@ -491,7 +490,9 @@ impl<S: Store> Keeper<S> {
                     .policy
                     .decide(current.as_ref().map(|v| &v.record), demand, now);
             if !matches!(decision, Decision::Refresh { .. }) {
-                self.emit(Event::UsedNewerSession { key: key.clone() });
+                if matches!(decision, Decision::UseStored(UseReason::Valid)) {
+                    self.emit(Event::UsedNewerSession { key: key.clone() });
+                }
                 return self.conclude_for(key, trigger, current.as_ref(), decision, now);
             }
         }

@@ -150,7 +150,7 @@ fn sigint_and_sigterm_during_a_refresh_wait_until_its_result_is_saved() {
         assert_eq!(output.status.code(), Some(code), "SIG{name}: {said}");
         assert!(
             said.contains(&format!(
-                "stopped by SIG{name} once the refreshed session was saved"
+                "stopped by SIG{name} once the refresh under way had finished and its outcome was saved"
             )),
             "the signal landed while the request was out: {said}"
         );
@@ -161,6 +161,24 @@ fn sigint_and_sigterm_during_a_refresh_wait_until_its_result_is_saved() {
         assert!(home.temp_files(PROFILE).is_empty());
     }
     assert_eq!(idp.counters().outcome("refresh_token", "ok"), 2);
+
+    // A request that hangs still ends at its time-out, and then the signal.
+    idp.fail_with(FaultKind::Hang);
+    home.age_record(PROFILE, 100, 3600);
+    let (child, rest) = started_until(&home, &["token", "-v", "--timeout", "1s"], ": refreshing: ");
+    signal(child.id(), "TERM");
+    let output = child.wait_with_output().unwrap();
+    let said = rest.join().unwrap();
+    assert_eq!(output.status.code(), Some(143), "{said}");
+    assert!(said.contains("refresh failed (transient)"), "{said}");
+    assert!(
+        said.contains("once the refresh under way had finished"),
+        "{said}"
+    );
+    assert!(
+        home.record(PROFILE)["health"]["last_error"].is_object(),
+        "the failure was recorded"
+    );
 }
 
 #[test]
