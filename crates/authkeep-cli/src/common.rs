@@ -12,11 +12,10 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{Result, anyhow};
-use authkeep::token::format_instant;
-use authkeep::{AccessToken, FileStore, Policy, SessionKey};
-use jiff::{SignedDuration, Timestamp};
+use authkeep::{AccessToken, FileStore, SessionKey};
+use jiff::Timestamp;
 
-use crate::names::{self, defaults};
+use crate::names;
 
 /// The directories authkeep uses.
 #[derive(Clone, Debug)]
@@ -61,16 +60,6 @@ impl Home {
     /// The session store.
     pub fn store(&self) -> FileStore {
         FileStore::new(self.state_dir.join("sessions"))
-    }
-}
-
-/// The refresh policy when no flag, variable or configuration file sets one.
-pub fn default_policy() -> Policy {
-    Policy {
-        threshold: SignedDuration::try_from(defaults::REFRESH_THRESHOLD)
-            .unwrap_or(SignedDuration::MAX),
-        fraction: defaults::REFRESH_FRACTION,
-        max_age: None,
     }
 }
 
@@ -136,7 +125,7 @@ impl CommonToken {
             }
         }
         Some(Self {
-            profile: profile.unwrap_or_else(|| defaults::PROFILE.to_owned()),
+            profile: profile.unwrap_or_else(|| names::DEFAULT_PROFILE.to_owned()),
             json,
             verbose,
             quiet,
@@ -159,7 +148,7 @@ pub fn print_token(
         serde_json::json!({
             "access_token": access_token.expose_secret(),
             "token_type": token_type,
-            "expires_at": expires_at.map(format_instant),
+            "expires_at": expires_at.map(instant),
             "expired": expires_at.is_some_and(|at| now >= at),
             "profile": profile.as_str(),
         })
@@ -191,4 +180,35 @@ pub fn stderr_line(line: &str) {
 /// The warning that the stored token is served although a refresh was due.
 pub fn serving_stored(key: &SessionKey, why: &str) -> String {
     format!("{key}: warning: serving the stored token: {why}")
+}
+
+/// The warning that the stored token is served because another process held
+/// the session's lock for the whole wait.
+pub fn lock_timeout_warning(key: &SessionKey, waited: std::time::Duration) -> String {
+    let timeout = authkeep::StoreError::LockTimeout {
+        key: key.to_string(),
+        waited,
+    };
+    serving_stored(
+        key,
+        &format!(
+            "it is still valid, but {}",
+            with_lock_timeout_hint(&timeout.to_string())
+        ),
+    )
+}
+
+/// A lock time-out's message with what to do about it.
+pub fn with_lock_timeout_hint(message: &str) -> String {
+    format!(
+        "{message}; raise --lock-timeout ({}) if that is expected",
+        names::ENV_LOCK_TIMEOUT
+    )
+}
+
+/// An instant as authkeep prints it: RFC 3339 UTC, to the second.
+pub fn instant(t: Timestamp) -> String {
+    Timestamp::from_second(t.as_second())
+        .unwrap_or(t)
+        .to_string()
 }

@@ -5,14 +5,15 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use authkeep::http::HttpSettings;
-use authkeep::{FileStore, Keeper, Policy, SessionKey, Settings};
+use authkeep::{
+    DEFAULT_LOCK_TIMEOUT, FileStore, Keeper, KeeperBuilder, Network, Policy, SessionKey,
+};
 use jiff::SignedDuration;
 use serde::Deserialize;
 
-use crate::common::{Home, default_policy};
+use crate::common::Home;
 use crate::exit::usage;
-use crate::names::{self, NetworkArgs, PolicyArgs, defaults};
+use crate::names::{self, NetworkArgs, PolicyArgs};
 
 /// The configuration file's settings; every key is optional.
 #[derive(Debug, Default, Deserialize)]
@@ -43,7 +44,8 @@ impl ConfigFile {
     }
 }
 
-/// Resolves one duration setting.
+/// Resolves one duration setting: the flag (or its variable), else the
+/// configuration file, else the library's default.
 fn pick(
     flag: Option<SignedDuration>,
     file: Option<&str>,
@@ -61,73 +63,86 @@ fn pick(
     Ok(Duration::try_from(value).unwrap_or(Duration::ZERO))
 }
 
-/// The coordinator over the file store, with settings resolved from flags,
-/// environment, configuration file and defaults.
-pub fn keeper(policy: &PolicyArgs, network: &NetworkArgs) -> Result<Keeper<FileStore>> {
-    let (home, settings) = settings(policy, network)?;
-    Ok(Keeper::new(home.store(), settings))
+/// What a command runs with, resolved from flags, environment, configuration
+/// file and the library's defaults.
+#[derive(Debug)]
+pub struct Settings {
+    /// Where configuration and state live.
+    pub home: Home,
+    /// When to refresh.
+    pub policy: Policy,
+    /// The longest wait for another process's refresh.
+    pub lock_timeout: Duration,
+    /// How the network is used.
+    pub network: Network,
 }
 
-/// The settings resolved from flags, environment, configuration file and
-/// defaults, with the home they came from.
-pub fn settings(policy: &PolicyArgs, network: &NetworkArgs) -> Result<(Home, Settings)> {
-    {
+impl Settings {
+    /// Resolves every setting.
+    pub fn resolve(policy: &PolicyArgs, network: &NetworkArgs) -> Result<Self> {
         let home = Home::locate()?;
         let path = home.config_file();
         let file = ConfigFile::read(&path)?;
+        let defaults = Policy::default();
         let threshold = pick(
             policy.refresh_threshold,
             file.refresh_threshold.as_deref(),
-            defaults::REFRESH_THRESHOLD,
+            Duration::try_from(defaults.threshold).unwrap_or(Duration::ZERO),
             "refresh_threshold",
             &path,
         )?;
         let fraction = policy
             .refresh_fraction
             .or(file.refresh_fraction)
-            .unwrap_or(defaults::REFRESH_FRACTION);
+            .unwrap_or(defaults.fraction);
         if !(0.0..=1.0).contains(&fraction) {
             return Err(usage(format!(
                 "refresh_fraction in {} must be from 0 to 1",
                 path.display()
             )));
         }
-        let settings = Settings {
-            policy: Policy {
-                threshold: SignedDuration::try_from(threshold).unwrap_or(SignedDuration::MAX),
-                fraction,
-                ..default_policy()
-            },
-            lock_timeout: pick(
-                network.lock_timeout,
-                file.lock_timeout.as_deref(),
-                defaults::LOCK_TIMEOUT,
-                "lock_timeout",
+        let lock_timeout = pick(
+            network.lock_timeout,
+            file.lock_timeout.as_deref(),
+            DEFAULT_LOCK_TIMEOUT,
+            "lock_timeout",
+            &path,
+        )?;
+        let default_network = Network::default();
+        let network = Network::default()
+            .with_connect_timeout(pick(
+                network.connect_timeout,
+                file.connect_timeout.as_deref(),
+                default_network.connect_timeout,
+                "connect_timeout",
                 &path,
-            )?,
-            http: HttpSettings {
-                connect_timeout: pick(
-                    network.connect_timeout,
-                    file.connect_timeout.as_deref(),
-                    defaults::CONNECT_TIMEOUT,
-                    "connect_timeout",
-                    &path,
-                )?,
-                timeout: pick(
-                    network.timeout,
-                    file.timeout.as_deref(),
-                    defaults::TIMEOUT,
-                    "timeout",
-                    &path,
-                )?,
-                allow_insecure_http: network.insecure_allow_http,
-                ..HttpSettings::default()
-            },
-            discovery_cache_dir: Some(home.state_dir.join("cache").join("discovery")),
-            login_hint: "log in again with `authkeep login --profile {profile}`".into(),
-            ..Settings::default()
-        };
-        Ok((home, settings))
+            )?)
+            .with_timeout(pick(
+                network.timeout,
+                file.timeout.as_deref(),
+                default_network.timeout,
+                "timeout",
+                &path,
+            )?)
+            .with_insecure_http_allowed(network.insecure_allow_http);
+        Ok(Self {
+            policy: defaults
+                .with_threshold(SignedDuration::try_from(threshold).unwrap_or(SignedDuration::MAX))
+                .with_fraction(fraction),
+            lock_timeout,
+            network,
+            home,
+        })
+    }
+
+    /// A coordinator over the file store with these settings, to finish
+    /// building (events) and build.
+    pub fn keeper(&self) -> KeeperBuilder<FileStore> {
+        Keeper::builder(self.home.store())
+            .policy(self.policy)
+            .lock_timeout(self.lock_timeout)
+            .network(self.network.clone())
+            .discovery_cache(self.home.state_dir.join("cache").join("discovery"))
     }
 }
 

@@ -1,7 +1,10 @@
 //! Exit codes (docs/DESIGN.md §6), decided in one place from the error that ended a
 //! command.
 
-use authkeep::{Error, StoreError};
+use authkeep::{Error, FailureClass, LoginReason, SessionKey, StoreError};
+
+use crate::common::{instant, with_lock_timeout_hint};
+use crate::printer::with_cause_hint;
 
 /// Success (for `token`: a usable token was printed).
 pub const SUCCESS: u8 = 0;
@@ -61,11 +64,12 @@ pub fn classify(error: &anyhow::Error) -> (u8, &'static str) {
             return (code, e.class_name());
         }
         if let Some(e) = cause.downcast_ref::<StoreError>() {
-            return match e {
-                StoreError::LockTimeout { .. } => (RETRY_LATER, "lock_timeout"),
-                StoreError::Conflict(_) => (RETRY_LATER, "conflict"),
-                _ => (UNEXPECTED, "store"),
+            let code = if e.is_transient() {
+                RETRY_LATER
+            } else {
+                UNEXPECTED
             };
+            return (code, e.class_name());
         }
         if let Some(e) = cause.downcast_ref::<Interrupted>() {
             return (128u8.saturating_add(e.signal), "interrupted");
@@ -85,11 +89,18 @@ pub fn classify(error: &anyhow::Error) -> (u8, &'static str) {
 
 /// One line for an error: its message and, after a colon, each cause that the
 /// message does not already include (library errors name their causes
-/// themselves, `anyhow` contexts do not).
+/// themselves, `anyhow` contexts do not). The library's errors are worded for
+/// this command: profiles, and what to run or set.
 pub fn one_line(error: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in error.chain() {
-        let text = cause.to_string();
+        let text = if let Some(e) = cause.downcast_ref::<Error>() {
+            advise(e)
+        } else if let Some(e) = cause.downcast_ref::<StoreError>() {
+            advise_store(e)
+        } else {
+            cause.to_string()
+        };
         if line.contains(&text) {
             continue;
         }
@@ -99,6 +110,90 @@ pub fn one_line(error: &anyhow::Error) -> String {
         line.push_str(&text);
     }
     line
+}
+
+/// A library error in this command's words, with what to do about it.
+fn advise(error: &Error) -> String {
+    let log_in = |key: &SessionKey| format!("log in again with `authkeep login --profile {key}`");
+    match error {
+        Error::LoginRequired {
+            key,
+            reason,
+            detail,
+        } => {
+            let what = match reason {
+                LoginReason::NoSession => format!("no session for profile {key}"),
+                LoginReason::SessionEnded => format!(
+                    "the session for profile {key} has ended{}",
+                    detail
+                        .as_ref()
+                        .map(|d| format!(" ({d})"))
+                        .unwrap_or_default()
+                ),
+                LoginReason::ExpiredCannotRenew => format!(
+                    "the access token of profile {key} has expired and the session cannot renew itself"
+                ),
+                LoginReason::RefreshTokenExpired => {
+                    format!("the refresh token of profile {key} has expired")
+                }
+                LoginReason::TokenRejected => format!(
+                    "a server rejected the access token of profile {key}, and the session cannot renew itself"
+                ),
+                _ => format!("profile {key} needs a new login"),
+            };
+            format!("{what}; {}", log_in(key))
+        }
+        Error::RefreshFailed {
+            key,
+            class,
+            failure,
+            rejected,
+        } => {
+            let summary = with_cause_hint(&failure.summary(), failure.cause);
+            let what = if *rejected {
+                format!(
+                    "a server rejected the access token of profile {key}, and refreshing it failed"
+                )
+            } else {
+                format!("cannot refresh profile {key}")
+            };
+            match class {
+                FailureClass::InteractionRequired => format!(
+                    "the provider requires you to sign in again for profile {key} ({summary}); {}",
+                    log_in(key)
+                ),
+                FailureClass::Misconfiguration => {
+                    format!("{what}: {summary}; check the client configuration")
+                }
+                _ => {
+                    let retry = failure
+                        .retry_after
+                        .map(|at| format!("; the provider asked to wait until {}", instant(at)))
+                        .unwrap_or_default();
+                    let now = if *rejected { "" } else { " now" };
+                    format!("{what}{now}: {summary}{retry}; the session is kept, try again later")
+                }
+            }
+        }
+        Error::RetryAfter { key, until } => format!(
+            "the access token of profile {key} has expired, and the provider asked not to be contacted again before {}; try again then",
+            instant(*until)
+        ),
+        Error::NotSaved { key, cause } => format!(
+            "the provider issued new tokens for profile {key}, but saving them failed: {}; none was handed out, and the previous refresh token may already be used up, so once the current access token expires the session may need a new login",
+            advise_store(cause)
+        ),
+        Error::Store(e) => advise_store(e),
+        other => other.to_string(),
+    }
+}
+
+/// A store error, with what to do about a lock time-out.
+fn advise_store(error: &StoreError) -> String {
+    match error {
+        StoreError::LockTimeout { .. } => with_lock_timeout_hint(&error.to_string()),
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]

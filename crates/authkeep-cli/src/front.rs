@@ -14,8 +14,11 @@ use std::process::ExitCode;
 
 use std::time::Duration;
 
-use authkeep::policy::{Decision, Demand, UseReason};
-use authkeep::{Record, SessionKey, StoreError, TokenSet};
+use authkeep::policy::UseReason;
+use authkeep::{
+    Clock as _, DEFAULT_LOCK_TIMEOUT, Decision, Demand, Policy, Record, SessionKey, StoreError,
+    SystemClock, TokenSet,
+};
 use common::CommonToken;
 use jiff::Timestamp;
 
@@ -50,7 +53,7 @@ fn serve_warm(args: &[OsString]) -> Option<ExitCode> {
         Ok(text) => names::parse_duration(&text)
             .ok()
             .and_then(|d| Duration::try_from(d).ok())?,
-        Err(_) => names::defaults::LOCK_TIMEOUT,
+        Err(_) => DEFAULT_LOCK_TIMEOUT,
     };
     let home = common::Home::locate().ok()?;
     if invocation.verbose || home.config_file().exists() {
@@ -58,29 +61,21 @@ fn serve_warm(args: &[OsString]) -> Option<ExitCode> {
     }
     let key = SessionKey::new(&invocation.profile).ok()?;
     let store = home.store();
-    let policy = common::default_policy();
-    let mut loaded = store.load_with_skew_blocking(&key).ok()??;
-    let mut now = jiff::Timestamp::now();
-    let mut decision = policy.decide(Some(&loaded.record), Demand::default(), now);
+    let policy = Policy::default();
+    let clock = SystemClock;
+    let (mut loaded, mut decision) = store.warm(&key, &policy, Demand::new(), clock.now()).ok()?;
     if matches!(decision, Decision::Refresh { .. }) && store.is_locked_blocking(&key).ok()? {
         if !store.wait_for_release_blocking(&key, lock_timeout).ok()? {
-            return Some(lock_timed_out(
-                &invocation,
-                &key,
-                &loaded.record,
-                lock_timeout,
-            ));
+            let record = loaded.map(|v| v.record).unwrap_or_default();
+            return Some(lock_timed_out(&invocation, &key, &record, lock_timeout));
         }
-        loaded = store.load_with_skew_blocking(&key).ok()??;
-        now = jiff::Timestamp::now();
-        decision = policy.decide(Some(&loaded.record), Demand::default(), now);
+        (loaded, decision) = store.warm(&key, &policy, Demand::new(), clock.now()).ok()?;
     }
-    let (Decision::UseStored(UseReason::Valid), Some(tokens)) =
-        (decision, loaded.record.tokens.as_ref())
-    else {
+    let tokens = loaded.as_ref().and_then(|v| v.record.tokens.as_ref());
+    let (Decision::UseStored(UseReason::Valid), Some(tokens)) = (decision, tokens) else {
         return None;
     };
-    Some(print(&invocation, &key, tokens, now))
+    Some(print(&invocation, &key, tokens, clock.now()))
 }
 
 /// Prints the token and returns the exit code.
@@ -119,21 +114,22 @@ fn lock_timed_out(
     record: &Record,
     waited: Duration,
 ) -> ExitCode {
-    let timeout = StoreError::LockTimeout {
-        key: key.to_string(),
-        waited_secs: waited.as_secs(),
-    };
     let now = Timestamp::now();
     match record.tokens.as_ref().filter(|t| t.is_usable(now)) {
         Some(tokens) => {
             if !invocation.quiet {
-                let why = format!("it is still valid, but {timeout}");
-                common::stderr_line(&format!("authkeep: {}", common::serving_stored(key, &why)));
+                let warning = common::lock_timeout_warning(key, waited);
+                common::stderr_line(&format!("authkeep: {warning}"));
             }
             print(invocation, key, tokens, now)
         }
         None => {
-            common::report_error(invocation.json, "lock_timeout", &timeout.to_string());
+            let timeout = StoreError::LockTimeout {
+                key: key.to_string(),
+                waited,
+            };
+            let message = common::with_lock_timeout_hint(&timeout.to_string());
+            common::report_error(invocation.json, timeout.class_name(), &message);
             ExitCode::from(4)
         }
     }

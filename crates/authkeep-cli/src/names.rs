@@ -22,31 +22,16 @@ pub const ENV_TIMEOUT: &str = "AUTHKEEP_TIMEOUT";
 /// `AUTHKEEP_CLIENT_SECRET`: a client secret for `login`, instead of a file.
 pub const ENV_CLIENT_SECRET: &str = "AUTHKEEP_CLIENT_SECRET";
 
-/// Defaults, where neither a flag, the environment nor the configuration file
-/// sets a value.
-/// (`--help` repeats them in each flag's text.)
-pub mod defaults {
-    use std::time::Duration;
-
-    /// The profile.
-    pub const PROFILE: &str = "default";
-    /// Refresh window ceiling.
-    pub const REFRESH_THRESHOLD: Duration = Duration::from_secs(5 * 60);
-    /// Window share of the lifetime.
-    pub const REFRESH_FRACTION: f64 = 0.5;
-    /// Lock wait.
-    pub const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
-    /// Connect time-out.
-    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-    /// Network step time-out.
-    pub const TIMEOUT: Duration = Duration::from_secs(15);
-}
+/// The profile used when none is named. Every other default is the library's
+/// (`authkeep::Policy::default()`, `authkeep::Network::default()`,
+/// `authkeep::DEFAULT_LOCK_TIMEOUT`); `--help` repeats them in each flag's text.
+pub const DEFAULT_PROFILE: &str = "default";
 
 /// `--profile`.
 #[derive(Args, Debug, Clone)]
 pub struct ProfileArg {
     /// Which session: a name of 1–64 characters from A-Z a-z 0-9 . _ -
-    #[arg(long, short = 'p', env = ENV_PROFILE, default_value = defaults::PROFILE, value_name = "NAME")]
+    #[arg(long, short = 'p', env = ENV_PROFILE, default_value = DEFAULT_PROFILE, value_name = "NAME")]
     pub profile: String,
 }
 

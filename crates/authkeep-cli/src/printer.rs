@@ -8,11 +8,12 @@
 
 use std::io::Write as _;
 
-use authkeep::keeper::human_signed;
+use authkeep::oauth::Cause;
 use authkeep::policy::{LoginReason, RefreshReason};
-use authkeep::token::format_instant;
-use authkeep::{Event, FailureClass};
-use jiff::Timestamp;
+use authkeep::{Event, FailureClass, Stored, Unrecorded};
+use jiff::{SignedDuration, Timestamp};
+
+use crate::common::{instant, lock_timeout_warning, serving_stored};
 
 use crate::names::VerbosityArgs;
 
@@ -70,14 +71,23 @@ pub fn status(level: Level, needed: Level, line: &str) {
     }
 }
 
+/// A duration as people write it, to the second: `1m30s`, `-5s`.
+pub fn duration(d: SignedDuration) -> String {
+    use jiff::fmt::friendly::{Designator, Spacing, SpanPrinter};
+    SpanPrinter::new()
+        .designator(Designator::Compact)
+        .spacing(Spacing::None)
+        .duration_to_string(&SignedDuration::from_secs(d.as_secs()))
+}
+
 /// An event as a status line, with the level it needs to be shown.
 pub fn describe(event: &Event, now: Timestamp) -> (Level, String) {
     use Level::{Normal, Verbose};
     let until = |at: &Option<Timestamp>| match at {
         Some(at) => format!(
             "valid until {} ({} left)",
-            format_instant(*at),
-            human_signed(at.duration_since(now))
+            instant(*at),
+            duration(at.duration_since(now))
         ),
         None => "expiry unknown".to_owned(),
     };
@@ -89,11 +99,54 @@ pub fn describe(event: &Event, now: Timestamp) -> (Level, String) {
                 until(expires_at)
             ),
         ),
-        Event::ServedWithoutRefresh { key, why } => {
-            (Normal, crate::common::serving_stored(key, why))
-        }
-        Event::ServedAsIs { key, why } => {
-            (Verbose, format!("{key}: serving the stored token: {why}"))
+        Event::ServedStored {
+            key,
+            expires_at,
+            reason,
+        } => {
+            let level = if reason.is_warning() { Normal } else { Verbose };
+            let line = match reason {
+                Stored::LockTimeout { waited } => lock_timeout_warning(key, *waited),
+                Stored::AfterFailure {
+                    class,
+                    cause,
+                    message,
+                } => format!(
+                    "{key}: warning: refresh failed ({class}): {}; serving the stored token, still {}{}",
+                    with_cause_hint(message, *cause),
+                    until(expires_at),
+                    match class {
+                        FailureClass::InteractionRequired => format!(
+                            "; log in again with `authkeep login --profile {key}` before it expires"
+                        ),
+                        FailureClass::Misconfiguration => "; check the client configuration".into(),
+                        _ => String::new(),
+                    }
+                ),
+                Stored::CannotRenew => format!(
+                    "{key}: serving the stored token: the session cannot renew itself (no usable refresh token)"
+                ),
+                Stored::NoExpiryFromProvider => format!(
+                    "{key}: serving the stored token: the provider gives no expiry for this token"
+                ),
+                Stored::CannotRenewForced => serving_stored(
+                    key,
+                    "a refresh was forced, but the session cannot renew itself (no usable refresh token)",
+                ),
+                Stored::CannotRenewShort => serving_stored(
+                    key,
+                    "it does not stay valid as long as asked, but the session cannot renew itself (no usable refresh token)",
+                ),
+                Stored::BackingOff { until } => serving_stored(
+                    key,
+                    &format!(
+                        "a refresh is due but the last one failed; next attempt after {}",
+                        instant(*until)
+                    ),
+                ),
+                other => serving_stored(key, &format!("{other:?}")),
+            };
+            (level, line)
         }
         Event::WaitingForLock { key } => (
             Verbose,
@@ -128,34 +181,17 @@ pub fn describe(event: &Event, now: Timestamp) -> (Level, String) {
         Event::RefreshFailed {
             key,
             class,
+            cause,
             message,
             next_attempt_at,
         } => (
             Verbose,
             format!(
-                "{key}: refresh failed ({class}): {message}{}",
+                "{key}: refresh failed ({class}): {}{}",
+                with_cause_hint(message, *cause),
                 next_attempt_at
-                    .map(|at| format!("; next attempt after {}", format_instant(at)))
+                    .map(|at| format!("; next attempt after {}", instant(at)))
                     .unwrap_or_default()
-            ),
-        ),
-        Event::ServedStoredAfterFailure {
-            key,
-            expires_at,
-            class,
-            message,
-        } => (
-            Normal,
-            format!(
-                "{key}: warning: refresh failed ({class}): {message}; serving the stored token, still {}{}",
-                until(expires_at),
-                match class {
-                    FailureClass::InteractionRequired => format!(
-                        "; log in again with `authkeep login --profile {key}` before it expires"
-                    ),
-                    FailureClass::Misconfiguration => "; check the client configuration".into(),
-                    _ => String::new(),
-                }
             ),
         ),
         Event::ShorterThanAsked { key, expires_at } => (
@@ -180,7 +216,14 @@ pub fn describe(event: &Event, now: Timestamp) -> (Level, String) {
         ),
         Event::NotRecorded { key, what, message } => (
             Normal,
-            format!("{key}: warning: could not record {what}: {message}"),
+            format!(
+                "{key}: warning: could not record {}: {message}",
+                match what {
+                    Unrecorded::Failure => "the failed refresh",
+                    Unrecorded::ClockSkew => "the issuer's clock skew",
+                    _ => "advisory state",
+                }
+            ),
         ),
         Event::CacheNotWritten { message } => (
             Verbose,
@@ -190,10 +233,21 @@ pub fn describe(event: &Event, now: Timestamp) -> (Level, String) {
             Verbose,
             format!(
                 "{key}: the provider asked not to be contacted before {}",
-                format_instant(*until)
+                instant(*until)
             ),
         ),
         _ => (Verbose, format!("{event:?}")),
+    }
+}
+
+/// A failure's one line with what this command's user can do about its cause.
+pub fn with_cause_hint(message: &str, cause: Cause) -> String {
+    match cause {
+        Cause::TimedOut => format!("{message} (--timeout)"),
+        Cause::InsecureEndpoint => {
+            format!("{message}; to send it over plain http anyway, pass --insecure-allow-http")
+        }
+        _ => message.to_owned(),
     }
 }
 
@@ -206,13 +260,17 @@ fn reason_text(reason: RefreshReason) -> &'static str {
         RefreshReason::UnknownExpiry => "the token's expiry is unknown",
         RefreshReason::MaxAge => "the token has reached its maximum age",
         RefreshReason::Forced => "forced",
+        _ => "due",
     }
 }
 
 fn login_text(reason: LoginReason) -> &'static str {
     match reason {
         LoginReason::NoSession => "no session",
+        LoginReason::SessionEnded => "the provider ended the session",
+        LoginReason::TokenRejected => "a server rejected the token and it cannot be renewed",
         LoginReason::ExpiredCannotRenew => "the token expired and cannot be renewed",
         LoginReason::RefreshTokenExpired => "the refresh token expired",
+        _ => "a new login is needed",
     }
 }

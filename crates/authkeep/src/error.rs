@@ -4,7 +4,12 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+
+use crate::oauth::ProviderFailure;
+use crate::policy::LoginReason;
+use crate::session::SessionKey;
 
 /// What a failed refresh means for the session. Only [`FailureClass::SessionDead`]
 /// ever ends a session.
@@ -64,13 +69,14 @@ pub enum StoreError {
     Conflict(String),
     /// The session's lock could not be taken in time.
     #[error(
-        "timed out after {waited_secs} s waiting for another process to finish with session {key}; raise --lock-timeout (AUTHKEEP_LOCK_TIMEOUT) if that is expected"
+        "timed out after {} waiting for another process to finish with session {key}",
+        crate::token::human(*waited)
     )]
     LockTimeout {
         /// The session.
         key: String,
         /// How long we waited.
-        waited_secs: u64,
+        waited: std::time::Duration,
     },
     /// An I/O error on a named file.
     #[error("{action} {}: {source}", path.display())]
@@ -99,46 +105,58 @@ impl StoreError {
     }
 }
 
-/// Why [`crate::Keeper::token`] could not hand out a token.
+/// Why [`crate::Keeper::token`] could not hand out a token. Each says what
+/// happened to which session, never what to type: a program adds its own
+/// advice (the `authkeep` command names its commands and flags).
 #[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// There is no usable session: log in.
-    #[error("{message}")]
+    /// There is no usable token, and none can be had without the user.
+    #[error("{}", login_required(key, *reason, detail.as_deref()))]
     LoginRequired {
-        /// One line for the user, naming the profile and what to run.
-        message: String,
+        /// The session.
+        key: SessionKey,
+        /// Why.
+        reason: LoginReason,
+        /// What the provider said when it ended the session, if it did.
+        detail: Option<String>,
     },
-    /// The provider requires user interaction and no valid token is left.
-    #[error("{message}")]
-    InteractionRequired {
-        /// One line for the user.
-        message: String,
+    /// A refresh was due and failed, and no valid token is left to serve (or
+    /// the only one left is the token a server rejected).
+    #[error("{}", refresh_failed(key, failure, *rejected))]
+    RefreshFailed {
+        /// The session.
+        key: SessionKey,
+        /// What it means for the session.
+        class: FailureClass,
+        /// What went wrong, without secrets.
+        failure: ProviderFailure,
+        /// Whether the refresh was to replace a token a server rejected.
+        rejected: bool,
     },
-    /// The client is misconfigured (locally or as the provider says) and no valid
-    /// token is left.
-    #[error("{message}")]
-    Misconfiguration {
-        /// One line for the user.
-        message: String,
-    },
-    /// The provider failed transiently and no valid token is left.
-    #[error("{message}")]
-    Transient {
-        /// One line for the user.
-        message: String,
+    /// The access token has expired, and the provider asked (`Retry-After`) not
+    /// to be contacted before `until`: no request was made.
+    #[error(
+        "the access token of session {key} has expired, and the provider asked not to be contacted again before {}",
+        crate::token::format_instant(*until)
+    )]
+    RetryAfter {
+        /// The session.
+        key: SessionKey,
+        /// The provider's instant.
+        until: Timestamp,
     },
     /// The provider issued new tokens but they could not be saved, even after
     /// retrying: none of them is handed out, because the refresh token they
     /// replace may already be used up at the provider.
     #[error(
-        "the provider issued new tokens for profile {key}, but saving them failed: {cause}; \
+        "the provider issued new tokens for session {key}, but saving them failed: {cause}; \
          none was handed out, and the previous refresh token may already be used up, so once \
          the current access token expires the session may need a new login"
     )]
     NotSaved {
         /// The session.
-        key: String,
+        key: SessionKey,
         /// Why the write failed, naming the file.
         cause: StoreError,
     },
@@ -147,40 +165,109 @@ pub enum Error {
     Store(#[from] StoreError),
 }
 
+fn login_required(key: &SessionKey, reason: LoginReason, detail: Option<&str>) -> String {
+    let detail = detail.map(|d| format!(" ({d})")).unwrap_or_default();
+    match reason {
+        LoginReason::NoSession => format!("no session for {key}"),
+        LoginReason::SessionEnded => format!("the session {key} has ended{detail}"),
+        LoginReason::ExpiredCannotRenew => format!(
+            "the access token of session {key} has expired and the session cannot renew itself"
+        ),
+        LoginReason::RefreshTokenExpired => {
+            format!("the refresh token of session {key} has expired")
+        }
+        LoginReason::TokenRejected => format!(
+            "a server rejected the access token of session {key}, and the session cannot renew itself"
+        ),
+    }
+}
+
+fn refresh_failed(key: &SessionKey, failure: &ProviderFailure, rejected: bool) -> String {
+    let summary = failure.summary();
+    match (failure.class, rejected) {
+        (FailureClass::InteractionRequired, _) => {
+            format!("the provider requires a new sign-in for session {key} ({summary})")
+        }
+        (_, true) => format!(
+            "a server rejected the access token of session {key}, and refreshing it failed: {summary}"
+        ),
+        (FailureClass::Misconfiguration, false) => {
+            format!("cannot refresh session {key}: {summary}")
+        }
+        (FailureClass::Transient | FailureClass::SessionDead, false) => {
+            format!("cannot refresh session {key} now: {summary}")
+        }
+    }
+}
+
 impl Error {
     /// Whether trying again later may succeed without the user doing anything.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            Error::Transient { .. }
-                | Error::Store(StoreError::LockTimeout { .. } | StoreError::Conflict(_))
-        )
+        match self {
+            Error::RefreshFailed { class, .. } => {
+                matches!(class, FailureClass::Transient | FailureClass::SessionDead)
+            }
+            Error::RetryAfter { .. } => true,
+            Error::Store(e) => e.is_transient(),
+            Error::LoginRequired { .. } | Error::NotSaved { .. } => false,
+        }
     }
 
     /// Whether the user must log in (again).
     pub fn is_login_required(&self) -> bool {
         matches!(
             self,
-            Error::LoginRequired { .. } | Error::InteractionRequired { .. }
+            Error::LoginRequired { .. }
+                | Error::RefreshFailed {
+                    class: FailureClass::InteractionRequired,
+                    ..
+                }
         )
     }
 
     /// Whether configuration must change.
     pub fn is_misconfiguration(&self) -> bool {
-        matches!(self, Error::Misconfiguration { .. })
+        matches!(
+            self,
+            Error::RefreshFailed {
+                class: FailureClass::Misconfiguration,
+                ..
+            }
+        )
     }
 
-    /// The class name shown in `--json` errors.
+    /// The class name a program may show or log (`--json` errors use it).
     pub fn class_name(&self) -> &'static str {
         match self {
             Error::LoginRequired { .. } => "login_required",
-            Error::InteractionRequired { .. } => "interaction_required",
-            Error::Misconfiguration { .. } => "misconfiguration",
-            Error::Transient { .. } => "transient",
+            Error::RefreshFailed { class, .. } => match class {
+                FailureClass::InteractionRequired => "interaction_required",
+                FailureClass::Misconfiguration => "misconfiguration",
+                FailureClass::Transient | FailureClass::SessionDead => "transient",
+            },
+            Error::RetryAfter { .. } => "transient",
             Error::NotSaved { .. } => "not_saved",
-            Error::Store(StoreError::LockTimeout { .. }) => "lock_timeout",
-            Error::Store(StoreError::Conflict(_)) => "conflict",
-            Error::Store(_) => "store",
+            Error::Store(e) => e.class_name(),
+        }
+    }
+}
+
+impl StoreError {
+    /// Whether trying again later may succeed: a lock wait that ran out, or a
+    /// record another writer changed meanwhile.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            StoreError::LockTimeout { .. } | StoreError::Conflict(_)
+        )
+    }
+
+    /// The class name a program may show or log.
+    pub fn class_name(&self) -> &'static str {
+        match self {
+            StoreError::LockTimeout { .. } => "lock_timeout",
+            StoreError::Conflict(_) => "conflict",
+            _ => "store",
         }
     }
 }

@@ -1,34 +1,45 @@
-//! The one place that does HTTP. It turns a request built by [`crate::oauth`] into
-//! bytes on the wire and the answer back into an `http::Response<Vec<u8>>`, with a
-//! connect time-out, a size cap on the body, no redirects (credentials never follow
-//! a redirect to another origin) and extra CA certificates from `SSL_CERT_FILE`.
-//! The client is built only when a request is due: the warm path never gets here.
+//! The one place that does HTTP. The protocol ([`crate::oauth`]) builds an
+//! `http::Request<Vec<u8>>` and reads an `http::Response<Vec<u8>>`; a
+//! [`Transport`] carries one to the other. The default transport is a
+//! `reqwest::Client`: the caller's own (so its proxies, roots and time-outs
+//! apply) or one built here, only when a request is due, with a connect
+//! time-out, no redirects (credentials never follow one) and extra CA
+//! certificates from `SSL_CERT_FILE`. Either way the answer's body is capped.
+//! Tests use a closure as the transport and feed canned answers.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
 
-/// Settings of the HTTP client.
-#[derive(Clone, Debug, PartialEq)]
-pub struct HttpSettings {
-    /// Per-connection time-out.
-    pub connect_timeout: Duration,
-    /// Bound on a whole network step (discovery and request together).
-    pub timeout: Duration,
-    /// Largest response body read.
-    pub max_body_bytes: usize,
-    /// Allow plain http to hosts other than loopback.
-    pub allow_insecure_http: bool,
+/// A boxed future, as [`Transport::send`] returns.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Carries a request to its endpoint and brings the answer back.
+///
+/// A closure `Fn(http::Request<Vec<u8>>) -> impl Future<Output =
+/// Result<http::Response<Vec<u8>>, TransportError>>` is a transport, which is how
+/// tests feed canned answers.
+pub trait Transport: Send + Sync + 'static {
+    /// Sends `request` and reads the whole answer.
+    fn send(
+        &self,
+        request: Request<Vec<u8>>,
+    ) -> BoxFuture<'_, Result<Response<Vec<u8>>, TransportError>>;
 }
 
-impl Default for HttpSettings {
-    fn default() -> Self {
-        Self {
-            connect_timeout: Duration::from_secs(5),
-            timeout: Duration::from_secs(15),
-            max_body_bytes: 1024 * 1024,
-            allow_insecure_http: false,
-        }
+impl<F, Fut> Transport for F
+where
+    F: Fn(Request<Vec<u8>>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<Vec<u8>>, TransportError>> + Send + 'static,
+{
+    fn send(
+        &self,
+        request: Request<Vec<u8>>,
+    ) -> BoxFuture<'_, Result<Response<Vec<u8>>, TransportError>> {
+        Box::pin(self(request))
     }
 }
 
@@ -47,19 +58,88 @@ pub enum TransportError {
     TooLarge(usize),
 }
 
-/// An HTTP client for token endpoints.
+/// How the network is used.
+///
+/// ```
+/// # use authkeep::Network;
+/// # use std::time::Duration;
+/// let network = Network::default().with_timeout(Duration::from_secs(5));
+/// assert_eq!(network.timeout, Duration::from_secs(5));
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Network {
+    /// Per-connection time-out of the client built here (a caller's own
+    /// `reqwest::Client` keeps its own).
+    pub connect_timeout: Duration,
+    /// Bound on a whole network step (discovery and request together), whatever
+    /// the client.
+    pub timeout: Duration,
+    /// Largest answer body read.
+    pub max_body_bytes: usize,
+    /// Allow plain http to hosts other than loopback.
+    pub allow_insecure_http: bool,
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(15),
+            max_body_bytes: 1024 * 1024,
+            allow_insecure_http: false,
+        }
+    }
+}
+
+impl Network {
+    /// The per-connection time-out of the client built here.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The bound on a whole network step.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The largest answer body read.
+    pub fn with_max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes;
+        self
+    }
+
+    /// Allows plain http to hosts other than loopback. Dangerous: anyone on the
+    /// path can read the tokens.
+    pub fn with_insecure_http_allowed(mut self, allow: bool) -> Self {
+        self.allow_insecure_http = allow;
+        self
+    }
+}
+
+/// A `reqwest::Client` as a transport, with the body cap.
 #[derive(Clone, Debug)]
-pub struct HttpClient {
+pub(crate) struct Reqwest {
     client: reqwest::Client,
     max_body_bytes: usize,
 }
 
-impl HttpClient {
-    /// Builds the client.
-    pub fn new(settings: &HttpSettings) -> Result<Self, TransportError> {
+impl Reqwest {
+    /// The caller's client.
+    pub(crate) fn with_client(client: reqwest::Client, network: &Network) -> Self {
+        Self {
+            client,
+            max_body_bytes: network.max_body_bytes,
+        }
+    }
+
+    /// A client built for token endpoints.
+    pub(crate) fn new(network: &Network) -> Result<Self, TransportError> {
         let mut builder = reqwest::Client::builder()
-            .connect_timeout(settings.connect_timeout)
-            .timeout(settings.timeout)
+            .connect_timeout(network.connect_timeout)
+            .timeout(network.timeout)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("authkeep/", env!("CARGO_PKG_VERSION")));
         if let Some(path) = std::env::var_os("SSL_CERT_FILE") {
@@ -82,17 +162,11 @@ impl HttpClient {
         let client = builder
             .build()
             .map_err(|e| TransportError::Setup(e.to_string()))?;
-        Ok(Self {
-            client,
-            max_body_bytes: settings.max_body_bytes,
-        })
+        Ok(Self::with_client(client, network))
     }
 
-    /// Sends a request and reads the answer, up to the size cap.
-    pub async fn send(
-        &self,
-        request: Request<Vec<u8>>,
-    ) -> Result<Response<Vec<u8>>, TransportError> {
+    async fn fetch(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, TransportError> {
+        let origin = request.uri().authority().map(|a| a.to_string());
         let request = reqwest::Request::try_from(request)
             .map_err(|e| TransportError::Failed(describe(&e)))?;
         let mut response = self
@@ -100,6 +174,13 @@ impl HttpClient {
             .execute(request)
             .await
             .map_err(|e| TransportError::Failed(describe(&e)))?;
+        // A caller's client may follow redirects; an answer from another origin
+        // is not the endpoint's.
+        if response.url().authority() != origin.as_deref().unwrap_or_default() {
+            return Err(TransportError::Failed(
+                "the answer came from another origin (a redirect was followed)".into(),
+            ));
+        }
         let mut builder = Response::builder().status(response.status());
         for (name, value) in response.headers() {
             builder = builder.header(name, value);
@@ -110,7 +191,7 @@ impl HttpClient {
             .await
             .map_err(|e| TransportError::Failed(describe(&e)))?
         {
-            if body.len() + chunk.len() > self.max_body_bytes {
+            if body.len().saturating_add(chunk.len()) > self.max_body_bytes {
                 return Err(TransportError::TooLarge(self.max_body_bytes));
             }
             body.extend_from_slice(&chunk);
@@ -121,8 +202,44 @@ impl HttpClient {
     }
 }
 
-/// Describes a reqwest error in one line without its URL's query (which never
-/// carries secrets here, but a line is easier to read without it).
+impl Transport for Reqwest {
+    fn send(
+        &self,
+        request: Request<Vec<u8>>,
+    ) -> BoxFuture<'_, Result<Response<Vec<u8>>, TransportError>> {
+        Box::pin(self.fetch(request))
+    }
+}
+
+/// The transport a keeper uses: the caller's, or a `reqwest::Client` built
+/// on first use (the warm path never builds one).
+pub(crate) enum Carrier {
+    /// Given by the caller.
+    Given(Arc<dyn Transport>),
+    /// Built when first needed.
+    Lazy(tokio::sync::OnceCell<Arc<dyn Transport>>),
+}
+
+impl Carrier {
+    /// The transport, building the default one if need be.
+    pub(crate) async fn get(
+        &self,
+        network: &Network,
+    ) -> Result<Arc<dyn Transport>, TransportError> {
+        match self {
+            Carrier::Given(transport) => Ok(Arc::clone(transport)),
+            Carrier::Lazy(cell) => cell
+                .get_or_try_init(|| async {
+                    Reqwest::new(network).map(|t| Arc::new(t) as Arc<dyn Transport>)
+                })
+                .await
+                .map(Arc::clone),
+        }
+    }
+}
+
+/// Describes a reqwest error in one line without its URL's query or user
+/// information.
 fn describe(error: &reqwest::Error) -> String {
     let what = if error.is_timeout() {
         "timed out"
@@ -140,8 +257,10 @@ fn describe(error: &reqwest::Error) -> String {
     let host = error.url().map(|u| {
         let mut u = u.clone();
         u.set_query(None);
-        let _ = u.set_username("");
-        let _ = u.set_password(None);
+        // Setting these fails only for URLs that cannot have them (no host),
+        // which then carry none to remove.
+        u.set_username("").ok();
+        u.set_password(None).ok();
         u.to_string()
     });
     let mut out = match host {

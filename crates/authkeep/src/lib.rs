@@ -6,53 +6,82 @@
 //!
 //! # Design overview
 //!
-//! Getting a token is a file read and a pure decision ([`Policy::decide`]) on the
-//! warm path. Only when the decision is to refresh does the [`Keeper`] join an
-//! in-process single flight, take the session's cross-process lock, re-read the
-//! record (another process may have refreshed it), and send one refresh request
-//! built by the sans-I/O [`oauth`] layer. The result is written atomically with
-//! the next generation number before the new token is handed out. Failures are
-//! classified ([`FailureClass`]); only an `invalid_grant` for the refresh token
-//! the store still holds ends a session (compare-and-delete).
+//! A [`Keeper`] coordinates a [`Store`] of sessions. Getting a token is a read
+//! and a pure decision ([`Policy::decide`]) on the warm path: no HTTP client,
+//! no name resolution, no request. Only when the decision is to refresh does the
+//! keeper join the session's in-process single flight (concurrent callers share
+//! one attempt and its outcome), take the session's cross-process lock (or wait
+//! for its holder's result), re-read the record, and send one refresh request
+//! built by the sans-I/O [`oauth`] layer through a [`Transport`] (by default a
+//! `reqwest::Client`, the caller's own if given). The result is written durably,
+//! with the next generation number, before the new token is handed out; a write
+//! that fails is an error, never a token. Failures are classified
+//! ([`FailureClass`]); only an `invalid_grant` for the refresh token the store
+//! still holds ends a session (compare-and-delete). Everything the keeper does is
+//! reported as an [`Event`], and every change of a session's tokens as a
+//! [`TokenChange`]. Time comes from an injected [`Clock`].
+//!
+//! ```no_run
+//! use authkeep::{Client, Demand, FileStore, Keeper, SessionKey, TokenResponse};
+//!
+//! # async fn run(response: TokenResponse) -> Result<(), authkeep::Error> {
+//! let keeper = Keeper::builder(FileStore::new("/var/lib/myapp/sessions")).build();
+//! let key = SessionKey::new("account-42").expect("a valid name");
+//! // Once, after a login elsewhere:
+//! keeper
+//!     .import_login(&key, Client::new("https://idp.example", "my-app"), response)
+//!     .await?;
+//! // Whenever a token is needed:
+//! let token = keeper.token(&key, Demand::new()).await?;
+//! # let _ = token.access_token.expose_secret();
+//! // If a server answers 401 to it:
+//! let token = keeper.token_after_rejection(&key, &token.access_token).await?;
+//! # Ok(()) }
+//! ```
 //!
 //! # Where things live
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`secret`] | redacting newtypes for tokens and secrets |
-//! | [`token`] | the token set and expiry inference |
-//! | [`policy`] | the refresh window and decision table |
-//! | [`session`] | the stored record, its client and health |
-//! | [`store`] | the store contract and its backends |
-//! | [`lock`] | cross-process locks and atomic writes |
+//! | `keeper` | the [`Keeper`], its builder, the warm path |
+//! | `refresh` | the refresh protocol: single flight, lock, re-read, write, compare-and-delete |
+//! | [`policy`] | the refresh window and decision table, pure |
+//! | [`store`] | the store contract and its backends (file, memory) |
 //! | [`oauth`] | requests and responses, without I/O |
-//! | [`http`] | the one place that does HTTP |
-//! | [`keeper`] | the coordinator |
-//! | [`events`] | what the coordinator reports |
-//! | [`shield`] | when a refresh's result is not yet saved |
-//! | [`clock`] | the injected clock |
+//! | `http` | the [`Transport`] and the default `reqwest` one |
+//! | `discovery` | where a token endpoint comes from, cached |
+//! | `token`, `session`, `secret` | tokens and expiry, records and health, redacting secret types |
+//! | `events`, `error`, `clock`, `shield` | what is reported, what fails, the injected clock, unsaved results |
 
-pub mod clock;
-pub mod error;
-pub mod events;
-pub mod http;
-pub mod keeper;
-pub mod lock;
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod clock;
+mod discovery;
+mod error;
+mod events;
+mod http;
+mod keeper;
+mod lock;
 pub mod oauth;
 pub mod policy;
-pub mod secret;
-pub mod session;
-pub mod shield;
+mod refresh;
+mod secret;
+mod session;
+mod shield;
 pub mod store;
-pub mod token;
+mod token;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, FailureClass, StoreError};
-pub use events::{Event, EventSink};
-pub use keeper::{Keeper, Served, Settings};
-pub use policy::{Decision, Demand, Policy};
-pub use secret::{AccessToken, ClientSecret, IdToken, RefreshToken};
-pub use session::{Client, ClientAuth, Health, Record, SessionKey, Versioned};
+pub use events::{ChangeKind, ChangeSink, Event, EventSink, Stored, TokenChange, Unrecorded};
+pub use http::{BoxFuture, Network, Transport, TransportError};
+pub use keeper::{DEFAULT_LOCK_TIMEOUT, Keeper, KeeperBuilder, Token};
+pub use policy::{Decision, Demand, LoginReason, Policy, SessionState};
+pub use secret::{
+    AccessToken, AuthorizationCode, ClientSecret, DeviceCode, IdToken, PkceVerifier, RefreshToken,
+};
+pub use session::{Client, ClientAuth, Failure, Health, Record, SessionKey, Versioned};
 pub use shield::Shield;
 pub use store::{FileStore, MemoryStore, Store};
-pub use token::{TokenResponse, TokenSet};
+pub use token::{ExpirySource, Origin, TokenResponse, TokenSet};

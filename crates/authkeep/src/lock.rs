@@ -16,7 +16,7 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use crate::error::StoreError;
@@ -27,23 +27,14 @@ use crate::error::StoreError;
 pub struct FileLock {
     // Holding the open file holds the lock.
     _file: File,
-    path: PathBuf,
 }
 
 impl FileLock {
-    /// The lock file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Takes the lock on `path` if nobody holds it; `None` if somebody does.
     pub fn try_acquire(path: &Path) -> Result<Option<Self>, StoreError> {
         let file = open_lock_file(path)?;
         match file.try_lock() {
-            Ok(()) => Ok(Some(Self {
-                _file: file,
-                path: path.to_owned(),
-            })),
+            Ok(()) => Ok(Some(Self { _file: file })),
             Err(TryLockError::WouldBlock) => Ok(None),
             Err(TryLockError::Error(e)) => Err(StoreError::io("locking", path)(e)),
         }

@@ -11,7 +11,15 @@ use crate::session::Record;
 use crate::token::{ExpirySource, TokenSet, saturating_add, saturating_sub};
 
 /// How early to refresh, and how long tokens without an expiry may live.
+///
+/// ```
+/// # use authkeep::Policy;
+/// # use jiff::SignedDuration;
+/// let policy = Policy::default().with_threshold(SignedDuration::from_mins(10));
+/// assert_eq!(policy.window(Some(SignedDuration::from_hours(1))), SignedDuration::from_mins(10));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct Policy {
     /// Ceiling of the refresh window (default 5 minutes, no upper limit).
     pub threshold: SignedDuration,
@@ -31,8 +39,29 @@ impl Default for Policy {
     }
 }
 
+impl Policy {
+    /// The window's ceiling (no practical upper limit).
+    pub fn with_threshold(mut self, threshold: SignedDuration) -> Self {
+        self.threshold = threshold;
+        self
+    }
+
+    /// The window as a share of the token's lifetime, from 0 to 1.
+    pub fn with_fraction(mut self, fraction: f64) -> Self {
+        self.fraction = fraction;
+        self
+    }
+
+    /// Refresh a token whose provider gives no expiry once it is this old.
+    pub fn with_max_age(mut self, max_age: SignedDuration) -> Self {
+        self.max_age = Some(max_age);
+        self
+    }
+}
+
 /// What one caller asks for.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[non_exhaustive]
 pub struct Demand {
     /// The token handed out must stay valid at least this long.
     pub min_valid: Option<SignedDuration>,
@@ -40,8 +69,28 @@ pub struct Demand {
     pub force: bool,
 }
 
+impl Demand {
+    /// A usable token, refreshed only when the policy says so.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The token handed out must stay valid at least this long.
+    pub fn min_valid(mut self, min_valid: SignedDuration) -> Self {
+        self.min_valid = Some(min_valid);
+        self
+    }
+
+    /// Refresh now (a refresh made moments ago by anyone satisfies it).
+    pub fn force(mut self) -> Self {
+        self.force = true;
+        self
+    }
+}
+
 /// Why a refresh is due.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RefreshReason {
     /// The access token is missing or empty.
     NoAccessToken,
@@ -61,6 +110,7 @@ pub enum RefreshReason {
 
 /// Why the stored token is handed out as it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum UseReason {
     /// Valid and outside the refresh window.
     Valid,
@@ -77,9 +127,16 @@ pub enum UseReason {
 
 /// Why a new login is needed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LoginReason {
-    /// No record, or a record without tokens.
+    /// No record, or a record that never held tokens.
     NoSession,
+    /// The provider rejected the session's refresh token; its tokens were
+    /// removed.
+    SessionEnded,
+    /// A resource server rejected the access token and the session cannot
+    /// renew itself.
+    TokenRejected,
     /// The access token expired and the session cannot renew itself.
     ExpiredCannotRenew,
     /// The refresh token itself has expired.
@@ -88,6 +145,7 @@ pub enum LoginReason {
 
 /// What to do for one request for a token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Decision {
     /// Hand out the stored token without any network request.
     UseStored(UseReason),
@@ -109,6 +167,7 @@ pub enum Decision {
 /// What a session's record amounts to at an instant, for overviews such as a
 /// status listing: the same decisions as getting a token, without acting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SessionState {
     /// No record, or one that never held tokens.
     None,
@@ -198,7 +257,16 @@ impl Policy {
             return Decision::RequireLogin(LoginReason::NoSession);
         };
         let Some(tokens) = record.tokens.as_ref() else {
-            return Decision::RequireLogin(LoginReason::NoSession);
+            let ended = record
+                .health
+                .last_error
+                .as_ref()
+                .is_some_and(|e| e.class == FailureClass::SessionDead);
+            return Decision::RequireLogin(if ended {
+                LoginReason::SessionEnded
+            } else {
+                LoginReason::NoSession
+            });
         };
         let refresh_alive =
             record.can_renew() && tokens.refresh_expires_at.is_none_or(|at| now < at);

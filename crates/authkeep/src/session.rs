@@ -59,7 +59,16 @@ pub enum ClientAuth {
 }
 
 /// The client a session belongs to.
+///
+/// ```
+/// # use authkeep::{Client, ClientAuth, ClientSecret};
+/// let client = Client::new("https://idp.example", "my-app")
+///     .with_secret(ClientSecret::new("s3cret"), ClientAuth::ClientSecretBasic)
+///     .with_scope("openid offline_access");
+/// assert_eq!(format!("{client:?}").contains("s3cret"), false);
+/// ```
 #[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
 pub struct Client {
     /// The issuer URL, as given at login (discovery checks it exactly).
     pub issuer: String,
@@ -73,6 +82,37 @@ pub struct Client {
     pub scope: Option<String>,
     /// A token endpoint given explicitly, for providers without discovery.
     pub token_endpoint: Option<String>,
+}
+
+impl Client {
+    /// A public client of `issuer` (its URL exactly as the provider names
+    /// itself) with the id `client_id`.
+    pub fn new(issuer: impl Into<String>, client_id: impl Into<String>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            client_id: client_id.into(),
+            ..Self::default()
+        }
+    }
+
+    /// A confidential client: its secret and how it is presented.
+    pub fn with_secret(mut self, secret: ClientSecret, auth: ClientAuth) -> Self {
+        self.client_secret = Some(secret);
+        self.auth = auth;
+        self
+    }
+
+    /// The scope asked for at login.
+    pub fn with_scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = Some(scope.into());
+        self
+    }
+
+    /// A token endpoint given explicitly, for providers without discovery.
+    pub fn with_token_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.token_endpoint = Some(url.into());
+        self
+    }
 }
 
 /// One recorded failure.

@@ -92,6 +92,21 @@ impl TokenSet {
         !self.access_token.is_empty() && !self.is_expired(now)
     }
 
+    /// Completes a token set from a refresh with what the previous one had and
+    /// the refresh response left out (RFC 6749 §6: a response without
+    /// `refresh_token` keeps the old one; `scope` and `id_token` likewise).
+    /// Returns whether the provider rotated the refresh token.
+    pub fn keep_from(&mut self, previous: TokenSet) -> bool {
+        let rotated = self.refresh_token.is_some() && self.refresh_token != previous.refresh_token;
+        if !rotated {
+            self.refresh_token = previous.refresh_token;
+            self.refresh_expires_at = self.refresh_expires_at.or(previous.refresh_expires_at);
+        }
+        self.scope = self.scope.take().or(previous.scope);
+        self.id_token = self.id_token.take().or(previous.id_token);
+        rotated
+    }
+
     /// The token's lifetime, when both ends are known.
     pub fn lifetime(&self) -> Option<SignedDuration> {
         match (self.issued_at, self.expires_at) {
@@ -237,7 +252,7 @@ fn unknown_source(origin: Origin) -> ExpirySource {
 
 /// Whether a stored refresh token is really "no refresh token": legacy records and
 /// other tools write empty strings or sentinels such as `auto-login`.
-pub fn is_placeholder_refresh_token(value: &str) -> bool {
+pub(crate) fn is_placeholder_refresh_token(value: &str) -> bool {
     let value = value.trim();
     value.is_empty()
         || value.eq_ignore_ascii_case("auto-login")
@@ -245,7 +260,7 @@ pub fn is_placeholder_refresh_token(value: &str) -> bool {
 }
 
 /// `t + d`, or the last (first) representable instant where that would overflow.
-pub fn saturating_add(t: Timestamp, d: SignedDuration) -> Timestamp {
+pub(crate) fn saturating_add(t: Timestamp, d: SignedDuration) -> Timestamp {
     t.checked_add(d).unwrap_or(if d.is_negative() {
         Timestamp::MIN
     } else {
@@ -254,7 +269,7 @@ pub fn saturating_add(t: Timestamp, d: SignedDuration) -> Timestamp {
 }
 
 /// `t − d`, saturating like [`saturating_add`].
-pub fn saturating_sub(t: Timestamp, d: SignedDuration) -> Timestamp {
+pub(crate) fn saturating_sub(t: Timestamp, d: SignedDuration) -> Timestamp {
     t.checked_sub(d).unwrap_or(if d.is_negative() {
         Timestamp::MAX
     } else {
@@ -262,8 +277,23 @@ pub fn saturating_sub(t: Timestamp, d: SignedDuration) -> Timestamp {
     })
 }
 
+/// A duration as people write it, to the second: `90s` → `1m30s`.
+pub(crate) fn human(d: std::time::Duration) -> String {
+    human_signed(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX))
+}
+
+/// A signed duration as people write it, to the second: `-1m40s`.
+pub(crate) fn human_signed(d: SignedDuration) -> String {
+    use jiff::fmt::friendly::{Designator, Spacing, SpanPrinter};
+    let whole = SignedDuration::from_secs(d.as_secs());
+    SpanPrinter::new()
+        .designator(Designator::Compact)
+        .spacing(Spacing::None)
+        .duration_to_string(&whole)
+}
+
 /// Drops sub-second precision, towards the past.
-pub fn truncate(t: Timestamp) -> Timestamp {
+pub(crate) fn truncate(t: Timestamp) -> Timestamp {
     // `as_second` floors for instants after 1970, which is every instant we see;
     // the fallback keeps the original for the impossible out-of-range case.
     Timestamp::from_second(t.as_second()).unwrap_or(t)
@@ -271,17 +301,17 @@ pub fn truncate(t: Timestamp) -> Timestamp {
 
 /// The registered claims authkeep reads from a JWT access token.
 #[derive(Debug, Default, PartialEq)]
-pub struct JwtClaims {
+pub(crate) struct JwtClaims {
     /// `exp`, seconds since the epoch.
-    pub exp: Option<i64>,
+    pub(crate) exp: Option<i64>,
     /// `iat`, seconds since the epoch.
-    pub iat: Option<i64>,
+    pub(crate) iat: Option<i64>,
 }
 
 /// Decodes a JWT's `exp` and `iat` without verifying anything: they only steer
 /// when to refresh, never whether to trust the token. Returns `None` for anything
 /// that is not a JWS compact serialization with a JSON object payload.
-pub fn jwt_claims(token: &str) -> Option<JwtClaims> {
+pub(crate) fn jwt_claims(token: &str) -> Option<JwtClaims> {
     let mut parts = token.split('.');
     let (_header, payload, _signature) = (parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() {
@@ -298,7 +328,7 @@ pub fn jwt_claims(token: &str) -> Option<JwtClaims> {
 }
 
 /// A number of seconds from a JSON number (integer or float) or a numeric string.
-pub fn numeric_seconds(value: &serde_json::Value) -> Option<i64> {
+pub(crate) fn numeric_seconds(value: &serde_json::Value) -> Option<i64> {
     match value {
         serde_json::Value::Number(n) => n
             .as_i64()
@@ -318,7 +348,7 @@ pub fn numeric_seconds(value: &serde_json::Value) -> Option<i64> {
 
 /// An instant from an RFC 3339 string or a number of Unix seconds; anything else
 /// is `None` (unknown).
-pub fn parse_instant(value: &serde_json::Value) -> Option<Timestamp> {
+pub(crate) fn parse_instant(value: &serde_json::Value) -> Option<Timestamp> {
     match value {
         serde_json::Value::String(s) => s
             .trim()
@@ -333,7 +363,7 @@ pub fn parse_instant(value: &serde_json::Value) -> Option<Timestamp> {
 }
 
 /// Formats an instant as RFC 3339 UTC with second precision.
-pub fn format_instant(t: Timestamp) -> String {
+pub(crate) fn format_instant(t: Timestamp) -> String {
     truncate(t).to_string()
 }
 
@@ -523,5 +553,33 @@ mod tests {
             jwt_claims(&format!("a.{}.c", URL_SAFE_NO_PAD.encode("[1]"))),
             None
         );
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// Anything a JWT-looking token or an instant field carries is read or
+        /// refused, never a panic.
+        #[test]
+        fn jwt_claims_and_instants_of_any_input(
+            token in prop_oneof![
+                ".{0,100}".prop_map(String::from),
+                ("[A-Za-z0-9_-]{0,20}", "[A-Za-z0-9_=-]{0,80}", "[A-Za-z0-9_-]{0,20}")
+                    .prop_map(|(a, b, c)| format!("{a}.{b}.{c}")),
+                ("-?[0-9]{1,25}(\\.[0-9]{0,5})?(e[0-9]{1,3})?", "-?[0-9]{1,25}")
+                    .prop_map(|(exp, iat)| format!(
+                        "e30.{}.sig",
+                        URL_SAFE_NO_PAD.encode(format!(r#"{{"exp":{exp},"iat":"{iat}"}}"#))
+                    )),
+            ],
+            instant_text in ".{0,40}",
+            seconds in any::<i64>(),
+        ) {
+            let _ = jwt_claims(&token);
+            let _ = parse_instant(&serde_json::Value::String(instant_text));
+            let _ = parse_instant(&serde_json::json!(seconds));
+        }
     }
 }

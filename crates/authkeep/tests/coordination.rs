@@ -15,10 +15,9 @@ use std::time::Duration;
 
 use authkeep::store::FileGuard;
 use authkeep::store::Guard as _;
-use authkeep::token::Origin;
 use authkeep::{
     AccessToken, Client, Demand, Error, Event, EventSink, FileStore, Keeper, ManualClock, Record,
-    Served, SessionKey, Settings, Store, StoreError, TokenResponse, Versioned,
+    SessionKey, Store, StoreError, Token, TokenResponse, Versioned,
 };
 use authkeep_devidp::{Config, DEFAULT_CLIENT_ID, DevIdp, FaultKind, Faults, SessionRequest};
 use jiff::{SignedDuration, Timestamp};
@@ -36,11 +35,7 @@ fn key() -> SessionKey {
 }
 
 fn client(idp: &DevIdp) -> Client {
-    Client {
-        issuer: idp.issuer(),
-        client_id: DEFAULT_CLIENT_ID.into(),
-        ..Client::default()
-    }
+    Client::new(idp.issuer(), DEFAULT_CLIENT_ID)
 }
 
 fn text(value: &Value, field: &str) -> String {
@@ -64,12 +59,7 @@ fn response(session: &Value, left: Option<i64>) -> TokenResponse {
 async fn log_in_near_expiry<S: Store>(keeper: &Keeper<S>, idp: &DevIdp) -> Value {
     let session = idp.create_session(&SessionRequest::default());
     keeper
-        .store_login(
-            &key(),
-            client(idp),
-            response(&session, Some(100)),
-            Origin::Import,
-        )
+        .import_login(&key(), client(idp), response(&session, Some(100)))
         .await
         .unwrap();
     session
@@ -91,11 +81,11 @@ fn stored_refresh_token(store: &FileStore) -> String {
 
 /// Runs `tasks` calls at once (released together by a barrier) on `keepers` in
 /// turn, and returns what each got.
-async fn all_at_once<S, F, Fut>(keepers: &[Arc<Keeper<S>>], tasks: usize, call: F) -> Vec<Served>
+async fn all_at_once<S, F, Fut>(keepers: &[Arc<Keeper<S>>], tasks: usize, call: F) -> Vec<Token>
 where
     S: Store,
     F: Fn(Arc<Keeper<S>>) -> Fut,
-    Fut: Future<Output = Result<Served, Error>> + Send + 'static,
+    Fut: Future<Output = Result<Token, Error>> + Send + 'static,
 {
     let barrier = Arc::new(tokio::sync::Barrier::new(tasks));
     let handles: Vec<_> = (0..tasks)
@@ -118,7 +108,7 @@ where
 /// Every caller got the same token, the provider saw one refresh request (which
 /// the callers that shared it report as theirs), and the token and the stored
 /// refresh token work.
-fn assert_one_refresh(idp: &DevIdp, store: &FileStore, served: &[Served], old: &Value) {
+fn assert_one_refresh(idp: &DevIdp, store: &FileStore, served: &[Token], old: &Value) {
     let counters = idp.counters();
     assert_eq!(counters.token_requests_for(REFRESH), 1, "refresh requests");
     assert_eq!(counters.outcome(REFRESH, "ok"), 1);
@@ -141,7 +131,7 @@ async fn sixty_four_tasks_cause_one_refresh() {
     let idp = provider().await;
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::new(dir.path());
-    let keeper = Arc::new(Keeper::new(store.clone(), Settings::default()));
+    let keeper = Arc::new(Keeper::builder(store.clone()).build());
     let session = log_in_near_expiry(&keeper, &idp).await;
 
     let served = all_at_once(&[keeper], 64, |keeper| async move {
@@ -160,8 +150,8 @@ async fn two_keepers_on_one_directory_cause_one_refresh() {
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::new(dir.path());
     let keepers = [
-        Arc::new(Keeper::new(store.clone(), Settings::default())),
-        Arc::new(Keeper::new(FileStore::new(dir.path()), Settings::default())),
+        Arc::new(Keeper::builder(store.clone()).build()),
+        Arc::new(Keeper::builder(FileStore::new(dir.path())).build()),
     ];
     let session = log_in_near_expiry(&keepers[0], &idp).await;
 
@@ -177,16 +167,11 @@ async fn sixty_four_rejections_of_one_token_cause_one_refresh() {
     let idp = provider().await;
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::new(dir.path());
-    let keeper = Arc::new(Keeper::new(store.clone(), Settings::default()));
+    let keeper = Arc::new(Keeper::builder(store.clone()).build());
     // Far from expiry: only the resource server's rejection makes it refresh.
     let session = idp.create_session(&SessionRequest::default());
     keeper
-        .store_login(
-            &key(),
-            client(&idp),
-            response(&session, None),
-            Origin::Login,
-        )
+        .save_login(&key(), client(&idp), response(&session, None))
         .await
         .unwrap();
     let rejected = AccessToken::new(text(&session, "access_token"));
@@ -333,14 +318,15 @@ async fn a_session_rotated_by_a_foreign_writer_during_a_refresh_is_used_not_dele
     let idp = provider().await;
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::new(dir.path());
-    let first = log_in_near_expiry(&Keeper::new(store.clone(), Settings::default()), &idp).await;
+    let first = log_in_near_expiry(&Keeper::builder(store.clone()).build(), &idp).await;
 
     // The foreign writer logged in elsewhere: its record, written by a keeper of
     // its own, ends up over ours, and the old grant is gone.
     let elsewhere = tempfile::tempdir().unwrap();
     let second = idp.create_session(&SessionRequest::default());
-    Keeper::new(FileStore::new(elsewhere.path()), Settings::default())
-        .store_login(&key(), client(&idp), response(&second, None), Origin::Login)
+    Keeper::builder(FileStore::new(elsewhere.path()))
+        .build()
+        .save_login(&key(), client(&idp), response(&second, None))
         .await
         .unwrap();
     let foreign_record = std::fs::read(FileStore::new(elsewhere.path()).path(&key())).unwrap();
@@ -354,7 +340,9 @@ async fn a_session_rotated_by_a_foreign_writer_during_a_refresh_is_used_not_dele
         replace_file(&path, &foreign_record);
     });
     let (sink, events) = recording();
-    let keeper = Keeper::new(interleaved, Settings::default()).with_events(sink);
+    let keeper = Keeper::builder(interleaved)
+        .on_event(move |e| sink(e))
+        .build();
 
     let served = keeper.token(&key(), Demand::default()).await.unwrap();
     assert!(
@@ -389,12 +377,12 @@ async fn a_rejected_refresh_token_the_store_still_holds_ends_the_session() {
     let idp = provider().await;
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::new(dir.path());
-    let first = log_in_near_expiry(&Keeper::new(store.clone(), Settings::default()), &idp).await;
+    let first = log_in_near_expiry(&Keeper::builder(store.clone()).build(), &idp).await;
     let (writer_idp, old_refresh) = (Arc::clone(&idp), text(&first, "refresh_token"));
     let interleaved = Hooked::interleaved(store.clone(), move || {
         assert!(writer_idp.revoke_grant_of(&old_refresh));
     });
-    let keeper = Keeper::new(interleaved, Settings::default());
+    let keeper = Keeper::builder(interleaved).build();
 
     let error = keeper.token(&key(), Demand::default()).await.unwrap_err();
     assert!(error.is_login_required(), "{error}");
@@ -412,13 +400,11 @@ async fn a_rotation_that_cannot_be_saved_is_an_error_and_hands_out_no_token() {
     let idp = provider().await;
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::new(dir.path());
-    let session = log_in_near_expiry(&Keeper::new(store.clone(), Settings::default()), &idp).await;
+    let session = log_in_near_expiry(&Keeper::builder(store.clone()).build(), &idp).await;
     let (sink, events) = recording();
-    let keeper = Keeper::new(
-        Hooked::full_disk(store.clone(), usize::MAX),
-        Settings::default(),
-    )
-    .with_events(sink);
+    let keeper = Keeper::builder(Hooked::full_disk(store.clone(), usize::MAX))
+        .on_event(move |e| sink(e))
+        .build();
 
     let error = keeper.token(&key(), Demand::default()).await.unwrap_err();
     let Error::NotSaved { ref cause, .. } = error else {
@@ -451,8 +437,8 @@ async fn a_write_that_fails_briefly_is_retried_and_saved() {
     let idp = provider().await;
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::new(dir.path());
-    let session = log_in_near_expiry(&Keeper::new(store.clone(), Settings::default()), &idp).await;
-    let keeper = Keeper::new(Hooked::full_disk(store.clone(), 2), Settings::default());
+    let session = log_in_near_expiry(&Keeper::builder(store.clone()).build(), &idp).await;
+    let keeper = Keeper::builder(Hooked::full_disk(store.clone(), 2)).build();
 
     let served = keeper.token(&key(), Demand::default()).await.unwrap();
     assert!(served.refreshed);
@@ -508,10 +494,7 @@ impl Drop for StoppedHolder {
 
 /// Whether the session's lock is free now (taking and dropping it at once).
 fn lock_is_free(store: &FileStore) -> bool {
-    let path = store.dir().join(format!("{}.lock", key()));
-    authkeep::lock::FileLock::try_acquire(&path)
-        .unwrap()
-        .is_some()
+    !store.is_locked_blocking(&key()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -519,15 +502,13 @@ async fn sixty_four_tasks_behind_a_stopped_lock_holder_wait_out_one_lock_timeout
     let idp = provider().await;
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::new(dir.path());
-    let session = log_in_near_expiry(&Keeper::new(store.clone(), Settings::default()), &idp).await;
+    let session = log_in_near_expiry(&Keeper::builder(store.clone()).build(), &idp).await;
     let _holder = StoppedHolder::hold(&store);
-    let keeper = Arc::new(Keeper::new(
-        store.clone(),
-        Settings {
-            lock_timeout: Duration::from_secs(1),
-            ..Settings::default()
-        },
-    ));
+    let keeper = Arc::new(
+        Keeper::builder(store.clone())
+            .lock_timeout(Duration::from_secs(1))
+            .build(),
+    );
 
     let started = std::time::Instant::now();
     let served = all_at_once(&[keeper], 64, |keeper| async move {
@@ -556,15 +537,10 @@ async fn sixty_four_tasks_with_an_expired_token_and_a_failing_provider_send_one_
     let idp = provider().await;
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::new(dir.path());
-    let keeper = Arc::new(Keeper::new(store.clone(), Settings::default()));
+    let keeper = Arc::new(Keeper::builder(store.clone()).build());
     let session = idp.create_session(&SessionRequest::default());
     keeper
-        .store_login(
-            &key(),
-            client(&idp),
-            response(&session, Some(-10)),
-            Origin::Import,
-        )
+        .import_login(&key(), client(&idp), response(&session, Some(-10)))
         .await
         .unwrap();
     idp.set_faults(Faults {
@@ -599,15 +575,10 @@ async fn a_providers_retry_after_holds_after_expiry_until_a_forced_refresh() {
     let idp = provider().await;
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::new(dir.path());
-    let keeper = Keeper::new(store.clone(), Settings::default());
+    let keeper = Keeper::builder(store.clone()).build();
     let session = idp.create_session(&SessionRequest::default());
     keeper
-        .store_login(
-            &key(),
-            client(&idp),
-            response(&session, Some(-10)),
-            Origin::Import,
-        )
+        .import_login(&key(), client(&idp), response(&session, Some(-10)))
         .await
         .unwrap();
     idp.set_faults(Faults {
@@ -633,10 +604,7 @@ async fn a_providers_retry_after_holds_after_expiry_until_a_forced_refresh() {
     assert_eq!(idp.counters().token_requests_for(REFRESH), 1, "no request");
 
     idp.set_faults(Faults::default());
-    let forced = Demand {
-        force: true,
-        ..Demand::default()
-    };
+    let forced = Demand::new().force();
     let served = keeper.token(&key(), forced).await.unwrap();
     assert!(served.refreshed);
     assert_eq!(idp.counters().token_requests_for(REFRESH), 2);
@@ -649,7 +617,7 @@ async fn an_access_token_expired_at_receipt_is_not_handed_out_but_its_refresh_to
     let idp = provider().await;
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::new(dir.path());
-    let keeper = Keeper::new(store.clone(), Settings::default());
+    let keeper = Keeper::builder(store.clone()).build();
     let session = log_in_near_expiry(&keeper, &idp).await;
     idp.set_faults(Faults {
         kind: Some(FaultKind::ExpiredAccessToken),
@@ -679,14 +647,14 @@ async fn a_rejected_token_is_never_handed_back() {
     let idp = provider().await;
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::new(dir.path());
-    let keeper = Keeper::new(store.clone(), Settings::default());
+    let keeper = Keeper::builder(store.clone()).build();
 
     // A session that cannot renew itself: log in again.
     let session = idp.create_session(&SessionRequest::default());
     let mut bare = response(&session, None);
     bare.refresh_token = None;
     keeper
-        .store_login(&key(), client(&idp), bare, Origin::Import)
+        .import_login(&key(), client(&idp), bare)
         .await
         .unwrap();
     let rejected = AccessToken::new(text(&session, "access_token"));
@@ -699,12 +667,7 @@ async fn a_rejected_token_is_never_handed_back() {
     // The forced refresh fails: a retryable error, not the rejected token.
     let session = idp.create_session(&SessionRequest::default());
     keeper
-        .store_login(
-            &key(),
-            client(&idp),
-            response(&session, None),
-            Origin::Import,
-        )
+        .import_login(&key(), client(&idp), response(&session, None))
         .await
         .unwrap();
     let rejected = AccessToken::new(text(&session, "access_token"));
@@ -726,13 +689,9 @@ async fn a_rejected_token_is_never_handed_back() {
     // The lock wait runs out: a retryable error, not the rejected token.
     idp.set_faults(Faults::default());
     let _holder = StoppedHolder::hold(&store);
-    let impatient = Keeper::new(
-        store.clone(),
-        Settings {
-            lock_timeout: Duration::from_millis(300),
-            ..Settings::default()
-        },
-    );
+    let impatient = Keeper::builder(store.clone())
+        .lock_timeout(Duration::from_millis(300))
+        .build();
     let error = impatient
         .token_after_rejection(&key(), &rejected)
         .await
@@ -752,7 +711,7 @@ async fn clock_skew_learned_from_one_session_applies_to_every_session_of_the_iss
     let clock = Arc::new(ManualClock::new(
         Timestamp::now() - SignedDuration::from_mins(5),
     ));
-    let keeper = Keeper::new(store.clone(), Settings::default()).with_clock(clock.clone());
+    let keeper = Keeper::builder(store.clone()).clock(clock.clone()).build();
     let other = SessionKey::new("other").unwrap();
 
     // A second session whose expiry comes from its JWT alone: nine minutes of
@@ -764,7 +723,7 @@ async fn clock_skew_learned_from_one_session_applies_to_every_session_of_the_iss
     let mut jwt_only = response(&short, None);
     jwt_only.expires_in = None;
     keeper
-        .store_login(&other, client(&idp), jwt_only, Origin::Import)
+        .import_login(&other, client(&idp), jwt_only)
         .await
         .unwrap();
 
@@ -777,10 +736,7 @@ async fn clock_skew_learned_from_one_session_applies_to_every_session_of_the_iss
     // The first session's refresh measures the provider 5 minutes ahead…
     clock.set(Timestamp::now() - SignedDuration::from_mins(5));
     log_in_near_expiry(&keeper, &idp).await;
-    let forced = Demand {
-        force: true,
-        ..Demand::default()
-    };
+    let forced = Demand::new().force();
     assert!(keeper.token(&key(), forced).await.unwrap().refreshed);
     let skew = store.issuer_skew_blocking(&idp.issuer()).unwrap();
     assert!(skew.is_some_and(|s| (298..=302).contains(&s)), "{skew:?}");

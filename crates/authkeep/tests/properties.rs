@@ -6,17 +6,15 @@
 
 use authkeep::oauth::discovery;
 use authkeep::oauth::{Secrets, parse_token_response, sanitize};
-use authkeep::policy::{Decision, Demand, Policy};
-use authkeep::token::{ExpirySource, Origin, jwt_claims, parse_instant};
 use authkeep::{
-    AccessToken, Client, FailureClass, FileStore, Health, Record, RefreshToken, SessionKey,
-    TokenResponse, TokenSet,
+    AccessToken, Client, Decision, Demand, ExpirySource, Failure, FailureClass, FileStore, Health,
+    Origin, Policy, Record, RefreshToken, SessionKey, TokenResponse, TokenSet,
 };
 use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
 
 /// Cases per property; the suite's whole run stays within seconds.
-const CASES: u32 = 512;
+pub const CASES: u32 = 512;
 
 fn config() -> ProptestConfig {
     ProptestConfig {
@@ -62,17 +60,26 @@ fn fraction() -> impl Strategy<Value = f64> {
 
 fn policy() -> impl Strategy<Value = Policy> {
     (duration(), fraction(), proptest::option::of(duration())).prop_map(
-        |(threshold, fraction, max_age)| Policy {
-            threshold,
-            fraction,
-            max_age,
+        |(threshold, fraction, max_age)| {
+            let policy = Policy::default()
+                .with_threshold(threshold)
+                .with_fraction(fraction);
+            match max_age {
+                Some(age) => policy.with_max_age(age),
+                None => policy,
+            }
         },
     )
 }
 
 fn demand() -> impl Strategy<Value = Demand> {
-    (proptest::option::of(duration()), any::<bool>())
-        .prop_map(|(min_valid, force)| Demand { min_valid, force })
+    (proptest::option::of(duration()), any::<bool>()).prop_map(|(min_valid, force)| {
+        let mut demand = Demand::new();
+        if let Some(min_valid) = min_valid {
+            demand = demand.min_valid(min_valid);
+        }
+        if force { demand.force() } else { demand }
+    })
 }
 
 fn source() -> impl Strategy<Value = ExpirySource> {
@@ -153,11 +160,7 @@ fn record() -> impl Strategy<Value = Record> {
         proptest::option::of(any::<i64>()),
     )
         .prop_map(|(client, tokens, health, skew)| Record {
-            client: client.then(|| Client {
-                issuer: "https://idp.example".into(),
-                client_id: "c".into(),
-                ..Client::default()
-            }),
+            client: client.then(|| Client::new("https://idp.example", "c")),
             tokens,
             health,
             clock_skew_secs: skew,
@@ -242,7 +245,7 @@ proptest! {
         record.apply_issuer_skew(skew);
         let mut health = record.health.clone();
         health.record_failure(
-            authkeep::session::Failure { class: FailureClass::Transient, message: String::new(), at },
+            Failure { class: FailureClass::Transient, message: String::new(), at },
             retry_after,
             valid_until,
         );
@@ -262,9 +265,6 @@ proptest! {
             prop_assert!(set.expires_at.is_some_and(|e| e > set.obtained_at));
         }
         let _ = set.lifetime();
-        for value in fields.values() {
-            let _ = parse_instant(value);
-        }
     }
 
     /// A provider's answer of any status, headers and body is classified, and
@@ -319,22 +319,6 @@ proptest! {
         }
         let _ = sanitize(&String::from_utf8_lossy(response.body()), &secrets, 300);
         let _ = discovery::parse("https://idp.example", &response, false);
-    }
-
-    /// Anything a JWT-looking token carries is read or refused, never a panic.
-    #[test]
-    fn jwt_claims_of_any_token(token in prop_oneof![
-        ".{0,100}",
-        ("[A-Za-z0-9_-]{0,20}", "[A-Za-z0-9_=-]{0,80}", "[A-Za-z0-9_-]{0,20}")
-            .prop_map(|(a, b, c)| format!("{a}.{b}.{c}")),
-        fields().prop_map(|f| {
-            use base64::Engine as _;
-            let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .encode(serde_json::Value::Object(f).to_string());
-            format!("e30.{payload}.sig")
-        }),
-    ]) {
-        let _ = jwt_claims(&token);
     }
 
     /// Session files of any content are read leniently or refused, never a panic.

@@ -6,8 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use authkeep::store::{FileStore, MemoryStore, Store};
-use authkeep::token::{ExpirySource, Origin};
-use authkeep::{AccessToken, Client, Record, RefreshToken, SessionKey, StoreError, TokenSet};
+use authkeep::{
+    AccessToken, Client, ExpirySource, Origin, Record, RefreshToken, SessionKey, StoreError,
+    TokenSet,
+};
 use jiff::Timestamp;
 
 fn key(name: &str) -> SessionKey {
@@ -17,11 +19,7 @@ fn key(name: &str) -> SessionKey {
 fn record(access: &str, refresh: &str) -> Record {
     let now: Timestamp = "2026-06-01T12:00:00Z".parse().unwrap();
     Record {
-        client: Some(Client {
-            issuer: "https://idp.example".into(),
-            client_id: "cli".into(),
-            ..Client::default()
-        }),
+        client: Some(Client::new("https://idp.example", "cli")),
         tokens: Some(TokenSet {
             access_token: AccessToken::new(access),
             token_type: "Bearer".into(),

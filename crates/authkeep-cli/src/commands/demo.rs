@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow};
-use authkeep::keeper::{human, human_signed};
-use authkeep::token::Origin;
-use authkeep::{Client, Demand, Event, FileStore, Keeper, SessionKey, Settings, TokenResponse};
+use authkeep::{
+    Client, Demand, Event, FileStore, Keeper, Policy, SessionKey, Stored, TokenResponse,
+};
 use authkeep_devidp::{Config, DevIdp, FaultKind, Faults, SessionRequest};
 use jiff::{SignedDuration, Timestamp};
 
@@ -67,34 +67,35 @@ async fn demo(duration: Duration, ttl: Duration) -> Result<()> {
 
     let seen = Arc::new(Mutex::new(Seen::default()));
     let sink_seen = seen.clone();
-    let settings = Settings {
-        discovery_cache_dir: Some(home.path().join("cache")),
-        ..Settings::default()
-    };
-    let window = settings.policy.window(Some(SignedDuration::try_from(ttl)?));
-    let keeper = Arc::new(
-        Keeper::new(FileStore::new(home.path().join("sessions")), settings).with_events(Arc::new(
-            move |event| {
-                let mut seen = sink_seen.lock().unwrap_or_else(|p| p.into_inner());
-                match event {
-                    Event::Refreshed { rotated, .. } => seen.refreshed = Some(*rotated),
-                    Event::RefreshFailed { message, .. } => seen.failed = Some(message.clone()),
-                    Event::ServedStoredAfterFailure { .. } => seen.served_after_failure = true,
-                    Event::ServedWithoutRefresh { .. } => seen.backing_off = true,
-                    _ => {}
-                }
-            },
-        )),
-    );
+    let window = Policy::default().window(Some(SignedDuration::try_from(ttl)?));
+    let keeper = Keeper::builder(FileStore::new(home.path().join("sessions")))
+        .discovery_cache(home.path().join("cache"))
+        .on_event(move |event| {
+            let mut seen = sink_seen.lock().unwrap_or_else(|p| p.into_inner());
+            match event {
+                Event::Refreshed { rotated, .. } => seen.refreshed = Some(*rotated),
+                Event::RefreshFailed { message, .. } => seen.failed = Some(message.clone()),
+                Event::ServedStored {
+                    reason: Stored::AfterFailure { .. },
+                    ..
+                } => seen.served_after_failure = true,
+                Event::ServedStored {
+                    reason: Stored::BackingOff { .. },
+                    ..
+                } => seen.backing_off = true,
+                _ => {}
+            }
+        })
+        .build();
     let key = SessionKey::new("demo").map_err(|e| anyhow!(e))?;
 
     say(&format!(
         "authkeep demo: keeping one session alive for {} against a development identity provider",
-        human(duration)
+        printer::duration(SignedDuration::try_from(duration)?)
     ))?;
     say(&format!(
         "  provider  {issuer} (access tokens live {}; refresh tokens rotate; reusing one revokes the grant)",
-        human(ttl)
+        printer::duration(SignedDuration::try_from(ttl)?)
     ))?;
     say(&format!(
         "  store     {} (a temporary home, removed at the end)",
@@ -102,7 +103,7 @@ async fn demo(duration: Duration, ttl: Duration) -> Result<()> {
     ))?;
     say(&format!(
         "  policy    refresh when less than min(5m, 50% of the lifetime) = {} remains",
-        human_signed(window)
+        printer::duration(window)
     ))?;
     say("")?;
 
@@ -111,18 +112,9 @@ async fn demo(duration: Duration, ttl: Duration) -> Result<()> {
     let fields = response
         .as_object()
         .ok_or_else(|| anyhow!("the provider returned no token response"))?;
-    let client = Client {
-        issuer: issuer.clone(),
-        client_id: authkeep_devidp::DEFAULT_CLIENT_ID.into(),
-        ..Client::default()
-    };
+    let client = Client::new(issuer.clone(), authkeep_devidp::DEFAULT_CLIENT_ID);
     keeper
-        .store_login(
-            &key,
-            client,
-            TokenResponse::from_fields(fields),
-            Origin::Login,
-        )
+        .save_login(&key, client, TokenResponse::from_fields(fields))
         .await?;
     step(
         started,
@@ -188,7 +180,7 @@ async fn demo(duration: Duration, ttl: Duration) -> Result<()> {
         let events = take(&seen);
         let remaining = served
             .expires_at
-            .map(|at| human_signed(at.duration_since(Timestamp::now())))
+            .map(|at| printer::duration(at.duration_since(Timestamp::now())))
             .unwrap_or_default();
         if let Some(rotated) = events.refreshed {
             let old_active = old_refresh
@@ -200,7 +192,7 @@ async fn demo(duration: Duration, ttl: Duration) -> Result<()> {
                     "refresh  {} -> refreshed; new token valid {remaining}{}{}",
                     match left {
                         Some(left) if left.is_positive() =>
-                            format!("{} left, inside the window", human_signed(left)),
+                            format!("{} left, inside the window", printer::duration(left)),
                         _ => "expired".to_owned(),
                     },
                     if rotated {

@@ -6,12 +6,11 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, anyhow};
-use authkeep::keeper::human_signed;
-use authkeep::oauth::{check_endpoint, display_url};
-use authkeep::token::format_instant;
+use authkeep::oauth::{EndpointError, check_endpoint, display_url};
 use authkeep::{Client, ClientAuth, ClientSecret, Error, StoreError, TokenResponse};
 use serde_json::Value;
 
+use crate::common::instant;
 use crate::config::{self, session_key};
 use crate::exit::usage;
 use crate::names::{ENV_CLIENT_SECRET, NetworkArgs, PolicyArgs, ProfileArg};
@@ -66,27 +65,31 @@ enum AuthMethod {
 pub fn run(args: Args, level: Level) -> Result<()> {
     let key = session_key(&args.profile.profile)?;
     let insecure = args.network.insecure_allow_http;
-    check_endpoint(&args.issuer, insecure).map_err(usage)?;
+    check_endpoint(&args.issuer, insecure).map_err(endpoint_usage)?;
     if let Some(endpoint) = &args.token_endpoint {
-        check_endpoint(endpoint, insecure).map_err(usage)?;
+        check_endpoint(endpoint, insecure).map_err(endpoint_usage)?;
     }
     let secret = client_secret(args.client_secret_file.as_deref(), &args.from_json)?;
     let response = parse_import(&read_input(&args.from_json)?, &args.from_json)?;
-    let client = Client {
-        issuer: args.issuer,
-        client_id: args.client_id,
-        auth: match (&secret, args.client_auth) {
-            (None, _) => ClientAuth::None,
-            (Some(_), AuthMethod::Basic) => ClientAuth::ClientSecretBasic,
-            (Some(_), AuthMethod::Post) => ClientAuth::ClientSecretPost,
-        },
-        client_secret: secret,
-        scope: (!args.scope.is_empty()).then(|| args.scope.join(" ")),
-        token_endpoint: args.token_endpoint,
-    };
-    let keeper = config::keeper(&PolicyArgs::default(), &args.network)?;
+    let mut client = Client::new(args.issuer, args.client_id);
+    if let Some(secret) = secret {
+        let auth = match args.client_auth {
+            AuthMethod::Basic => ClientAuth::ClientSecretBasic,
+            AuthMethod::Post => ClientAuth::ClientSecretPost,
+        };
+        client = client.with_secret(secret, auth);
+    }
+    if !args.scope.is_empty() {
+        client = client.with_scope(args.scope.join(" "));
+    }
+    if let Some(endpoint) = args.token_endpoint {
+        client = client.with_token_endpoint(endpoint);
+    }
+    let keeper = config::Settings::resolve(&PolicyArgs::default(), &args.network)?
+        .keeper()
+        .build();
     let stored = crate::runtime()?
-        .block_on(keeper.store_login(&key, client, response, authkeep::token::Origin::Import))
+        .block_on(keeper.import_login(&key, client, response))
         .map_err(|e| match e {
             Error::Store(StoreError::Corrupt { .. }) => anyhow!(
                 "{e}; run `authkeep logout --profile {key}` to move it aside, then log in again"
@@ -109,7 +112,7 @@ pub fn run(args: Args, level: Level) -> Result<()> {
             "profile": key.as_str(),
             "issuer": display_url(issuer),
             "has_access_token": has_access_token,
-            "expires_at": expires_at.filter(|_| has_access_token).map(format_instant),
+            "expires_at": expires_at.filter(|_| has_access_token).map(instant),
             "can_renew": can_renew,
         }))?;
     }
@@ -118,11 +121,11 @@ pub fn run(args: Args, level: Level) -> Result<()> {
             "no access token yet; the next `authkeep token` gets one with the refresh token"
                 .to_owned()
         }
-        Some(at) if now >= at => format!("access token already expired at {}", format_instant(at)),
+        Some(at) if now >= at => format!("access token already expired at {}", instant(at)),
         Some(at) => format!(
             "access token valid until {} ({} left)",
-            format_instant(at),
-            human_signed(at.duration_since(now))
+            instant(at),
+            printer::duration(at.duration_since(now))
         ),
         None => "access token expiry unknown".to_owned(),
     };
@@ -144,6 +147,16 @@ pub fn run(args: Args, level: Level) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// An endpoint that may not be used, with what to do about plain http.
+fn endpoint_usage(error: EndpointError) -> anyhow::Error {
+    match error {
+        EndpointError::PlainHttp { .. } => usage(format!(
+            "{error}; to send it over plain http anyway, pass --insecure-allow-http"
+        )),
+        other => usage(other.to_string()),
+    }
 }
 
 fn read_input(source: &Path) -> Result<Vec<u8>> {

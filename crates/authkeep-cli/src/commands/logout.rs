@@ -19,7 +19,9 @@ pub struct Args {
 /// Runs the command.
 pub fn run(args: Args, level: Level) -> Result<()> {
     let key = session_key(&args.profile.profile)?;
-    let keeper = config::keeper(&PolicyArgs::default(), &NetworkArgs::default())?;
+    let keeper = config::Settings::resolve(&PolicyArgs::default(), &NetworkArgs::default())?
+        .keeper()
+        .build();
     crate::runtime()?.block_on(async {
         match keeper.logout(&key).await {
             Ok(true) => printer::status(
@@ -34,9 +36,7 @@ pub fn run(args: Args, level: Level) -> Result<()> {
             ),
             Err(Error::Store(StoreError::Corrupt { .. })) => {
                 let store = keeper.store();
-                let guard = store
-                    .lock(&key, keeper.settings().lock_timeout, || {})
-                    .await?;
+                let guard = store.lock(&key, keeper.lock_timeout(), || {}).await?;
                 let aside = store.set_aside(&guard, keeper.now())?;
                 printer::status(
                     level,

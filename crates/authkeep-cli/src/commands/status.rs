@@ -1,19 +1,17 @@
 //! `authkeep status`: every session (or one) with issuer, expiry, whether it can
-//! renew itself and its health. Never a secret.
+//! renew itself and its health. Never a secret. Each session becomes a typed
+//! [`Row`], printed as JSON or as one line; its state is the library's.
 
 use anyhow::Result;
-use authkeep::keeper::human_signed;
 use authkeep::oauth::display_url;
 use authkeep::store::Store as _;
-use authkeep::token::format_instant;
-use authkeep::{Policy, Record, SessionKey};
-use jiff::Timestamp;
-use serde_json::{Value, json};
+use authkeep::{FailureClass, Policy, Record, SessionKey, SessionState};
+use jiff::{SignedDuration, Timestamp};
+use serde::Serialize;
 
-use crate::common::{Home, default_policy};
+use crate::common::{Home, instant};
 use crate::config::{self, session_key};
-use crate::exit;
-use crate::exit::NeedsLogin;
+use crate::exit::{self, NeedsLogin};
 use crate::names::{NetworkArgs, OptionalProfileArg, PolicyArgs};
 use crate::printer::{self, Level};
 
@@ -30,6 +28,44 @@ pub struct Args {
     policy: PolicyArgs,
 }
 
+/// What `status` shows of one session.
+#[derive(Debug, Serialize)]
+struct Row {
+    profile: String,
+    /// The library's state, or `unreadable`.
+    state: &'static str,
+    needs_login: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    session: Option<Details>,
+}
+
+/// What a readable record adds.
+#[derive(Debug, Serialize)]
+struct Details {
+    issuer: Option<String>,
+    client_id: Option<String>,
+    scope: Option<String>,
+    expires_at: Option<String>,
+    expired: bool,
+    remaining_seconds: Option<i64>,
+    can_renew: bool,
+    refresh_expires_at: Option<String>,
+    obtained_at: Option<String>,
+    last_success_at: Option<String>,
+    last_error: Option<LastError>,
+    consecutive_failures: u32,
+    next_attempt_at: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct LastError {
+    class: FailureClass,
+    message: String,
+    at: String,
+}
+
 /// Runs the command.
 pub fn run(args: Args) -> Result<()> {
     let home = Home::locate()?;
@@ -41,8 +77,8 @@ pub fn run(args: Args) -> Result<()> {
     let now = Timestamp::now();
     // A broken configuration file must not hide the sessions: their state is
     // then judged by the default policy, with a warning.
-    let policy = match config::settings(&args.policy, &NetworkArgs::default()) {
-        Ok((_, settings)) => settings.policy,
+    let policy = match config::Settings::resolve(&args.policy, &NetworkArgs::default()) {
+        Ok(settings) => settings.policy,
         Err(e) => {
             printer::status(
                 Level::Normal,
@@ -52,28 +88,33 @@ pub fn run(args: Args) -> Result<()> {
                     exit::one_line(&e)
                 ),
             );
-            default_policy()
+            Policy::default()
         }
     };
     let mut rows = Vec::new();
     let mut unreadable = None;
     for key in &keys {
         match store.load_with_skew_blocking(key) {
-            Ok(Some(v)) => rows.push(describe(key, Some(&v.record), &policy, now)),
-            Ok(None) => rows.push(describe(key, None, &policy, now)),
+            Ok(loaded) => rows.push(row(key, loaded.map(|v| v.record).as_ref(), &policy, now)),
             Err(e) => {
-                rows.push(json!({ "profile": key.as_str(), "state": "unreadable", "error": e.to_string() }));
+                rows.push(Row {
+                    profile: key.to_string(),
+                    state: "unreadable",
+                    needs_login: false,
+                    error: Some(e.to_string()),
+                    session: None,
+                });
                 unreadable.get_or_insert(e);
             }
         }
     }
     if args.json {
-        printer::json(&json!({ "profiles": rows }))?;
+        printer::json(&serde_json::json!({ "profiles": rows }))?;
     } else if rows.is_empty() {
         printer::out("no sessions; store one with `authkeep login`")?;
     } else {
         for row in &rows {
-            printer::out(&human_row(row, now))?;
+            printer::out(&line(row))?;
         }
     }
     if let Some(e) = unreadable {
@@ -81,10 +122,10 @@ pub fn run(args: Args) -> Result<()> {
     }
     // One profile asked for that needs a login: exit 3, as `token` would.
     if let (Some(name), [row]) = (&args.profile.profile, rows.as_slice()) {
-        let what = match row["state"].as_str() {
-            Some("none") => "there is no session for",
-            Some("ended") => "the provider ended the session of",
-            _ if row["needs_login"] == true => "a new login is needed for",
+        let what = match row.state {
+            "none" => "there is no session for",
+            "ended" => "the provider ended the session of",
+            _ if row.needs_login => "a new login is needed for",
             _ => return Ok(()),
         };
         return Err(NeedsLogin(format!(
@@ -95,95 +136,82 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-fn describe(key: &SessionKey, record: Option<&Record>, policy: &Policy, now: Timestamp) -> Value {
+fn row(key: &SessionKey, record: Option<&Record>, policy: &Policy, now: Timestamp) -> Row {
     let state = policy.state(record, now);
-    let Some(record) = record else {
-        return json!({ "profile": key.as_str(), "state": state.as_str(), "needs_login": true });
-    };
-    let tokens = record.tokens.as_ref();
-    let expires_at = tokens.and_then(|t| t.expires_at);
-    let health = &record.health;
-    let refresh_alive = tokens
-        .and_then(|t| t.refresh_expires_at)
-        .is_none_or(|at| now < at);
-    json!({
-        "profile": key.as_str(),
-        "state": state.as_str(),
-        "needs_login": state.needs_login(),
-        "issuer": record.client.as_ref().map(|c| display_url(&c.issuer)),
-        "client_id": record.client.as_ref().map(|c| c.client_id.as_str()),
-        "scope": tokens.and_then(|t| t.scope.as_deref()),
-        "expires_at": expires_at.map(format_instant),
-        "expired": tokens.is_some_and(|t| t.is_expired(now)),
-        "remaining_seconds": expires_at.map(|at| at.as_second() - now.as_second()),
-        "can_renew": record.can_renew() && refresh_alive,
-        "refresh_expires_at": tokens.and_then(|t| t.refresh_expires_at).map(format_instant),
-        "obtained_at": tokens.map(|t| format_instant(t.obtained_at)),
-        "last_success_at": health.last_success_at.map(format_instant),
-        "last_error": health.last_error.as_ref().map(|e| json!({
-            "class": e.class.as_str(),
-            "message": e.message,
-            "at": format_instant(e.at),
-        })),
-        "consecutive_failures": health.consecutive_failures,
-        "next_attempt_at": health.next_attempt_at.map(format_instant),
-    })
+    let session = record.map(|record| {
+        let tokens = record.tokens.as_ref();
+        let expires_at = tokens.and_then(|t| t.expires_at);
+        let health = &record.health;
+        let refresh_alive = tokens
+            .and_then(|t| t.refresh_expires_at)
+            .is_none_or(|at| now < at);
+        Details {
+            issuer: record.client.as_ref().map(|c| display_url(&c.issuer)),
+            client_id: record.client.as_ref().map(|c| c.client_id.clone()),
+            scope: tokens.and_then(|t| t.scope.clone()),
+            expires_at: expires_at.map(instant),
+            expired: tokens.is_some_and(|t| t.is_expired(now)),
+            remaining_seconds: expires_at.map(|at| at.as_second().saturating_sub(now.as_second())),
+            can_renew: record.can_renew() && refresh_alive,
+            refresh_expires_at: tokens.and_then(|t| t.refresh_expires_at).map(instant),
+            obtained_at: tokens.map(|t| instant(t.obtained_at)),
+            last_success_at: health.last_success_at.map(instant),
+            last_error: health.last_error.as_ref().map(|e| LastError {
+                class: e.class,
+                message: e.message.clone(),
+                at: instant(e.at),
+            }),
+            consecutive_failures: health.consecutive_failures,
+            next_attempt_at: health.next_attempt_at.filter(|at| *at > now).map(instant),
+        }
+    });
+    Row {
+        profile: key.to_string(),
+        state: state.as_str(),
+        needs_login: state.needs_login(),
+        error: None,
+        session: session.filter(|_| state != SessionState::None),
+    }
 }
 
-fn human_row(row: &Value, now: Timestamp) -> String {
-    let text = |k: &str| row[k].as_str().unwrap_or("-").to_owned();
-    let profile = text("profile");
-    let state = text("state");
-    if state == "none" || state == "unreadable" {
-        let detail = row["error"]
-            .as_str()
-            .map(|e| format!(": {e}"))
-            .unwrap_or_default();
-        return format!(
-            "{profile}: {}{detail}",
-            if state == "none" {
-                "no session"
-            } else {
-                "unreadable"
-            }
-        );
+/// One line for people.
+fn line(row: &Row) -> String {
+    let profile = &row.profile;
+    let Some(details) = row.session.as_ref() else {
+        return match &row.error {
+            Some(error) => format!("{profile}: unreadable: {error}"),
+            None => format!("{profile}: no session"),
+        };
+    };
+    let mut parts = vec![format!("{profile}: {}", row.state.replace('_', " "))];
+    parts.push(format!(
+        "issuer {}",
+        details.issuer.as_deref().unwrap_or("-")
+    ));
+    match (&details.expires_at, details.remaining_seconds) {
+        (Some(at), Some(remaining)) if remaining > 0 => parts.push(format!(
+            "expires {at} (in {})",
+            printer::duration(SignedDuration::from_secs(remaining))
+        )),
+        (Some(at), _) => parts.push(format!("expired {at}")),
+        (None, _) if row.state != "ended" => parts.push("expiry unknown".into()),
+        (None, _) => {}
     }
-    let mut parts = vec![format!("{profile}: {}", state.replace('_', " "))];
-    parts.push(format!("issuer {}", text("issuer")));
-    match row["expires_at"].as_str() {
-        Some(at) => {
-            let remaining = row["remaining_seconds"].as_i64().unwrap_or(0);
-            if remaining > 0 {
-                parts.push(format!(
-                    "expires {at} (in {})",
-                    human_signed(jiff::SignedDuration::from_secs(remaining))
-                ));
-            } else {
-                parts.push(format!("expired {at}"));
-            }
-        }
-        None if state != "ended" => parts.push("expiry unknown".into()),
-        None => {}
-    }
-    parts.push(if row["can_renew"] == true {
+    parts.push(if details.can_renew {
         "renews itself".into()
     } else {
         "cannot renew itself".into()
     });
-    if let Some(error) = row["last_error"].as_object() {
-        let at = error["at"].as_str().unwrap_or("-");
+    if let Some(error) = &details.last_error {
         parts.push(format!(
-            "last error {} at {at}: {}",
-            error["class"].as_str().unwrap_or("-"),
-            error["message"].as_str().unwrap_or("-")
+            "last error {} at {}: {}",
+            error.class, error.at, error.message
         ));
     }
-    if let Some(next) = row["next_attempt_at"].as_str()
-        && next.parse::<Timestamp>().is_ok_and(|t| t > now)
-    {
+    if let Some(next) = &details.next_attempt_at {
         parts.push(format!("next refresh attempt after {next}"));
     }
-    if row["needs_login"] == true {
+    if row.needs_login {
         parts.push(format!(
             "log in again with `authkeep login --profile {profile}`"
         ));

@@ -1,7 +1,7 @@
 //! `authkeep token`: print a usable access token, refreshing it first when due.
 
 use anyhow::Result;
-use authkeep::{Demand, EventSink};
+use authkeep::{Demand, Event};
 use jiff::SignedDuration;
 
 use crate::common::{CommonToken, print_token};
@@ -61,11 +61,17 @@ impl Args {
 /// Runs the command.
 pub fn run(args: Args, level: Level) -> Result<()> {
     let key = session_key(&args.profile.profile)?;
-    let keeper = config::keeper(&args.policy, &args.network)?.with_events(status_lines(level));
-    let demand = Demand {
-        min_valid: args.min_valid,
-        force: args.force_refresh,
-    };
+    let keeper = config::Settings::resolve(&args.policy, &args.network)?
+        .keeper()
+        .on_event(status_lines(level))
+        .build();
+    let mut demand = Demand::new();
+    if let Some(min_valid) = args.min_valid {
+        demand = demand.min_valid(min_valid);
+    }
+    if args.force_refresh {
+        demand = demand.force();
+    }
     let served = match keeper.token_without_network(&key, demand) {
         Some(result) => result?,
         None => crate::runtime()?.block_on(crate::interrupt::shielded(
@@ -85,12 +91,12 @@ pub fn run(args: Args, level: Level) -> Result<()> {
 }
 
 /// Renders the library's events as status lines at `level`.
-pub fn status_lines(level: Level) -> EventSink {
-    std::sync::Arc::new(move |event| {
+pub fn status_lines(level: Level) -> impl Fn(&Event) + Send + Sync + 'static {
+    move |event| {
         if level == Level::Quiet {
             return;
         }
         let (needed, line) = printer::describe(event, jiff::Timestamp::now());
         printer::status(level, needed, &line);
-    })
+    }
 }

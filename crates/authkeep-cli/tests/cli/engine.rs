@@ -420,7 +420,7 @@ fn unmet_demands_are_warned_about() {
 
 #[test]
 fn a_jwt_expiry_moves_once_the_issuers_clock_skew_is_learned() {
-    use authkeep::{Demand, FileStore, Keeper, ManualClock, SessionKey, Settings};
+    use authkeep::{Demand, FileStore, Keeper, ManualClock, SessionKey};
     let idp = Idp::start(Config::default());
     let home = Home::new();
     // A session whose expiry comes from its JWT alone: nine minutes of life.
@@ -440,17 +440,12 @@ fn a_jwt_expiry_moves_once_the_issuers_clock_skew_is_learned() {
     // Another session of the issuer is refreshed by a process whose clock is
     // five minutes behind the provider's `Date`.
     home.login(PROFILE, idp.issuer(), &idp.session()).ok();
-    let keeper = Keeper::new(
-        FileStore::new(home.path().join("sessions")),
-        Settings::default(),
-    )
-    .with_clock(std::sync::Arc::new(ManualClock::new(
-        Timestamp::now() - SignedDuration::from_mins(5),
-    )));
-    let forced = Demand {
-        force: true,
-        ..Demand::default()
-    };
+    let keeper = Keeper::builder(FileStore::new(home.path().join("sessions")))
+        .clock(std::sync::Arc::new(ManualClock::new(
+            Timestamp::now() - SignedDuration::from_mins(5),
+        )))
+        .build();
+    let forced = Demand::new().force();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

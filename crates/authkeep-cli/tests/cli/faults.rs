@@ -13,7 +13,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use authkeep::{Demand, FileStore, Keeper, ManualClock, SessionKey, Settings, SystemClock};
+use authkeep::{Demand, FileStore, Keeper, ManualClock, SessionKey, SystemClock};
 use authkeep_devidp::{Config, FaultKind, Faults};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::Value;
@@ -1034,16 +1034,11 @@ fn clock_skew_from_the_date_header_is_recorded() {
         .build()
         .unwrap();
     let key = SessionKey::new(PROFILE).unwrap();
-    let force = Demand {
-        force: true,
-        ..Demand::default()
-    };
+    let force = Demand::new().force();
     let refresh_with = |clock: Arc<dyn authkeep::Clock>| {
-        let keeper = Keeper::new(
-            FileStore::new(home.path().join("sessions")),
-            Settings::default(),
-        )
-        .with_clock(clock);
+        let keeper = Keeper::builder(FileStore::new(home.path().join("sessions")))
+            .clock(clock)
+            .build();
         let served = runtime.block_on(keeper.token(&key, force)).unwrap();
         assert!(served.refreshed);
     };

@@ -321,8 +321,9 @@ impl Home {
     }
 }
 
+/// An instant as authkeep writes it: RFC 3339 UTC, to the second.
 pub fn instant(t: Timestamp) -> Value {
-    Value::String(authkeep::token::format_instant(t))
+    Value::String(Timestamp::from_second(t.as_second()).unwrap().to_string())
 }
 
 /// A finished process.

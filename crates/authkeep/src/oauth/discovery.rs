@@ -52,11 +52,23 @@ pub fn request(issuer: &str) -> Result<Request<Vec<u8>>, String> {
 /// Why discovery failed. The texts show URLs without user information and the
 /// provider's words sanitised.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DiscoveryError {
     /// Worth retrying: a 5xx, 429, or an unreadable answer.
     Transient(String),
     /// The issuer or its metadata is wrong: retrying will not help.
     Invalid(String),
+    /// The metadata names a token endpoint that may not be used.
+    Endpoint(super::EndpointError),
+}
+
+impl std::fmt::Display for DiscoveryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DiscoveryError::Transient(m) | DiscoveryError::Invalid(m) => f.write_str(m),
+            DiscoveryError::Endpoint(e) => write!(f, "discovery: {e}"),
+        }
+    }
 }
 
 /// Interprets the discovery answer for `issuer`.
@@ -74,7 +86,7 @@ pub fn parse(
     }
     if !status.is_success() {
         return Err(DiscoveryError::Invalid(format!(
-            "discovery at {shown} answered HTTP {status}; check --issuer"
+            "discovery at {shown} answered HTTP {status}; check the issuer URL"
         )));
     }
     let metadata: Metadata = serde_json::from_slice(response.body()).map_err(|_| {
@@ -90,7 +102,7 @@ pub fn parse(
         )));
     }
     super::check_endpoint(&metadata.token_endpoint, allow_insecure_http)
-        .map_err(DiscoveryError::Invalid)?;
+        .map_err(DiscoveryError::Endpoint)?;
     Ok(metadata)
 }
 
@@ -135,15 +147,15 @@ mod tests {
             r#"{"issuer":"https://idp.example","token_endpoint":"http://idp.example/token"}"#;
         assert!(matches!(
             parse("https://idp.example", &answer(200, body), false),
-            Err(DiscoveryError::Invalid(_))
+            Err(DiscoveryError::Endpoint(
+                super::super::EndpointError::PlainHttp { .. }
+            ))
         ));
         assert!(parse("https://idp.example", &answer(200, body), true).is_ok());
     }
 
     fn message(error: DiscoveryError) -> String {
-        match error {
-            DiscoveryError::Transient(m) | DiscoveryError::Invalid(m) => m,
-        }
+        error.to_string()
     }
 
     #[test]
@@ -190,9 +202,10 @@ mod tests {
             &answer(200, &body.to_string()),
             false,
         );
-        let Err(DiscoveryError::Invalid(shown)) = error else {
+        let Err(DiscoveryError::Endpoint(endpoint)) = error else {
             panic!("{error:?}");
         };
+        let shown = endpoint.to_string();
         assert!(shown.chars().count() < 400, "{shown}");
     }
 

@@ -1,6 +1,6 @@
 //! The OAuth 2.0 and OpenID Connect protocol, without I/O: each endpoint builds an
 //! `http::Request<Vec<u8>>` and interprets an `http::Response<Vec<u8>>`, so every
-//! edge case is tested on bytes. [`crate::http`] does the sending. Whatever the
+//! edge case is tested on bytes. A [`crate::Transport`] does the sending. Whatever the
 //! provider says passes through [`sanitize()`] before anyone sees it.
 
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
@@ -15,39 +15,76 @@ pub mod response;
 pub mod sanitize;
 
 pub use discovery::Metadata;
-pub use response::{ProviderFailure, parse_token_response};
+pub use response::{Cause, ProviderFailure, parse_token_response};
 pub use sanitize::{Secrets, display_url, sanitize};
+
+/// Why an endpoint URL may not be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EndpointError {
+    /// Not a URL.
+    #[error("invalid URL {shown:?}: {reason}")]
+    Invalid {
+        /// The URL as shown to people (no user information).
+        shown: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Plain http to a host that is not loopback, while insecure http is not
+    /// allowed.
+    #[error(
+        "refusing to send credentials to {shown} over plain http; use https (plain http is allowed only on loopback unless insecure http is allowed explicitly)"
+    )]
+    PlainHttp {
+        /// The URL as shown to people.
+        shown: String,
+    },
+    /// A scheme other than https or http.
+    #[error("unsupported URL scheme {scheme:?} in {shown}")]
+    Scheme {
+        /// The scheme.
+        scheme: String,
+        /// The URL as shown to people.
+        shown: String,
+    },
+    /// A URL no request can carry (`http::Uri` takes at most 65,534 bytes).
+    #[error("unusable URL {shown} ({bytes} bytes): {reason}")]
+    Unusable {
+        /// The URL as shown to people (shortened).
+        shown: String,
+        /// Its length.
+        bytes: usize,
+        /// What is wrong.
+        reason: String,
+    },
+}
 
 /// An endpoint URL that tokens may be sent to.
 ///
 /// Only https, or plain http to a loopback host (127.0.0.0/8, ::1, `localhost`),
 /// unless the caller allowed insecure http explicitly; and only a URL a request
-/// can carry (`http::Uri` takes at most 65,534 bytes). Messages show the URL
-/// through [`display_url`].
-pub fn check_endpoint(url: &str, allow_insecure_http: bool) -> Result<Url, String> {
-    let parsed = Url::parse(url).map_err(|e| format!("invalid URL {:?}: {e}", display_url(url)))?;
+/// can carry. Messages show the URL through [`display_url`].
+pub fn check_endpoint(url: &str, allow_insecure_http: bool) -> Result<Url, EndpointError> {
+    let shown = || display_url(url);
+    let parsed = Url::parse(url).map_err(|e| EndpointError::Invalid {
+        shown: shown(),
+        reason: e.to_string(),
+    })?;
     match parsed.scheme() {
         "https" => {}
         "http" if allow_insecure_http || is_loopback(&parsed) => {}
-        "http" => {
-            return Err(format!(
-                "refusing to send credentials to {} over plain http; use https (plain http is allowed only on loopback, or with --insecure-allow-http)",
-                display_url(url)
-            ));
-        }
+        "http" => return Err(EndpointError::PlainHttp { shown: shown() }),
         other => {
-            return Err(format!(
-                "unsupported URL scheme {other:?} in {}",
-                display_url(url)
-            ));
+            return Err(EndpointError::Scheme {
+                scheme: other.chars().take(20).collect(),
+                shown: shown(),
+            });
         }
     }
-    http::Uri::try_from(parsed.as_str()).map_err(|e| {
-        format!(
-            "unusable URL {} ({} bytes): {e}",
-            display_url(url),
-            url.len()
-        )
+    http::Uri::try_from(parsed.as_str()).map_err(|e| EndpointError::Unusable {
+        shown: shown(),
+        bytes: url.len(),
+        reason: e.to_string(),
     })?;
     Ok(parsed)
 }
@@ -136,7 +173,10 @@ mod tests {
         assert!(check_endpoint("http://127.8.0.1/token", false).is_ok());
         assert!(check_endpoint("http://[::1]:9/token", false).is_ok());
         assert!(check_endpoint("http://localhost/token", false).is_ok());
-        assert!(check_endpoint("http://idp.example/token", false).is_err());
+        assert!(matches!(
+            check_endpoint("http://idp.example/token", false),
+            Err(EndpointError::PlainHttp { .. })
+        ));
         assert!(check_endpoint("http://localhost.evil.example/token", false).is_err());
         assert!(check_endpoint("http://idp.example/token", true).is_ok());
         assert!(check_endpoint("ftp://idp.example/token", true).is_err());
@@ -145,7 +185,7 @@ mod tests {
     #[test]
     fn a_url_too_long_for_a_request_is_refused_and_shown_short() {
         let long = format!("https://idp.example/{}", "t".repeat(70_000));
-        let message = check_endpoint(&long, false).unwrap_err();
+        let message = check_endpoint(&long, false).unwrap_err().to_string();
         assert!(message.contains("70020 bytes"), "{message}");
         assert!(message.chars().count() < 400, "{message}");
         assert!(
@@ -164,7 +204,7 @@ mod tests {
             "ftp://user:hunter2@idp.example/token",
             "https://user:hunter2@idp.example:99999/token",
         ] {
-            let message = check_endpoint(url, false).unwrap_err();
+            let message = check_endpoint(url, false).unwrap_err().to_string();
             assert!(!message.contains("hunter2"), "{message}");
             assert!(!message.contains("user"), "{message}");
         }

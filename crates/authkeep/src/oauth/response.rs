@@ -40,19 +40,47 @@ pub struct ProviderFailure {
     pub description: String,
     /// When the provider asked us to come back (`Retry-After`).
     pub retry_after: Option<Timestamp>,
+    /// Where the failure arose.
+    pub cause: Cause,
+}
+
+/// Where a failure arose, for a program that wants to advise its user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Cause {
+    /// The provider answered; the status, code and description say how.
+    Answer,
+    /// No usable answer: connecting, sending or receiving failed, or the answer
+    /// was too large.
+    Transport,
+    /// No answer within the network step's time-out.
+    TimedOut,
+    /// An endpoint would have been reached over plain http off loopback, which
+    /// is refused unless insecure http was allowed.
+    InsecureEndpoint,
+    /// Something on this side: nothing to refresh with, an endpoint that cannot
+    /// be used, an HTTP client that cannot be set up.
+    Local,
 }
 
 impl ProviderFailure {
-    /// A failure without an answer (connection, time-out, oversized body). The
+    /// A failure without an answer (connection, oversized body). The
     /// description is made one line of at most [`DESCRIPTION_MAX_CHARS`]
     /// characters.
     pub fn transport(description: impl Into<String>) -> Self {
+        Self::local(FailureClass::Transient, Cause::Transport, description)
+    }
+
+    /// A failure found on this side, or without an answer, of the given class
+    /// and cause.
+    pub fn local(class: FailureClass, cause: Cause, description: impl Into<String>) -> Self {
         Self {
-            class: FailureClass::Transient,
+            class,
             status: None,
             code: None,
             description: sanitize(&description.into(), &Secrets::new(), DESCRIPTION_MAX_CHARS),
             retry_after: None,
+            cause,
         }
     }
 
@@ -94,6 +122,7 @@ pub fn parse_token_response(
         code: code.map(|code| sanitize(code, secrets, CODE_MAX_CHARS)),
         description: sanitize(description, secrets, DESCRIPTION_MAX_CHARS),
         retry_after: retry_after(headers, now),
+        cause: Cause::Answer,
     };
 
     let error_code = fields

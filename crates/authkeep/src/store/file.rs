@@ -33,6 +33,7 @@ use sha2::{Digest as _, Sha256};
 use super::{Guard, Store};
 use crate::error::StoreError;
 use crate::lock::{FileLock, create_private_dir, open_private, sync_dir, write_atomically};
+use crate::policy::{Decision, Demand, Policy};
 use crate::secret::{AccessToken, ClientSecret, IdToken, RefreshToken};
 use crate::session::{Client, ClientAuth, Health, Record, SessionKey, Versioned};
 use crate::token::{self, ExpirySource, Origin, TokenSet, format_instant, parse_instant};
@@ -129,6 +130,22 @@ impl FileStore {
             versioned.record.apply_issuer_skew(skew);
         }
         Ok(loaded)
+    }
+
+    /// The warm path, synchronously: the session as [`Self::load_with_skew_blocking`]
+    /// reads it and what `policy` decides for `demand` at `now`. The `authkeep`
+    /// command's small front and the keeper both start here, so they decide
+    /// alike.
+    pub fn warm(
+        &self,
+        key: &SessionKey,
+        policy: &Policy,
+        demand: Demand,
+        now: Timestamp,
+    ) -> Result<(Option<Versioned>, Decision), StoreError> {
+        let loaded = self.load_with_skew_blocking(key)?;
+        let decision = policy.decide(loaded.as_ref().map(|v| &v.record), demand, now);
+        Ok((loaded, decision))
     }
 
     /// Whether another process holds the session's lock (is refreshing it).

@@ -112,7 +112,7 @@ pub trait Store: Send + Sync + 'static {
                 if left.is_zero() || !self.wait_for_release(key, left).await? {
                     return Err(StoreError::LockTimeout {
                         key: key.to_string(),
-                        waited_secs: wait.as_secs(),
+                        waited: wait,
                     });
                 }
             }
