@@ -476,11 +476,29 @@ fn a_misbehaving_provider_is_shown_in_one_safe_line() {
     let session = idp.session();
     home.login(PROFILE, idp.issuer(), &session).ok();
     let refresh = text(&session, "refresh_token");
+    // What a user sees, step by step: the snapshot records it.
+    let mut transcript = String::new();
+    let mut record = |what: &str, run: &crate::harness::Run| {
+        let stdout = if run.stdout().is_empty() {
+            "nothing"
+        } else {
+            "a token"
+        };
+        transcript.push_str(&format!(
+            "$ {what}\nexit {}; stdout: {stdout}\n{}\n",
+            run.code(),
+            run.stderr()
+        ));
+    };
 
     // It echoes the refresh token, with escape sequences, into error texts.
     home.age_record(PROFILE, 100, 3600);
     idp.fail_with(FaultKind::EchoSecrets { status: 400 });
     let run = home.run(&["token"]);
+    record(
+        "authkeep token  # echoes secrets, token inside its window",
+        &run,
+    );
     assert_eq!(run.code(), 0, "the stored token is still valid");
     let shown = run.stderr()
         + &home.run(&["status"]).stdout()
@@ -498,8 +516,16 @@ fn a_misbehaving_provider_is_shown_in_one_safe_line() {
     });
     let before = idp.counters().token_requests_for("refresh_token");
     let first = home.run(&["token"]);
+    record(
+        "authkeep token  # 429 Retry-After: 120, token expired",
+        &first,
+    );
     assert_eq!(first.code(), 4, "{}", first.stderr());
     let second = home.run(&["token"]);
+    record(
+        "authkeep token  # again, before the provider's instant",
+        &second,
+    );
     assert_eq!(second.code(), 4);
     assert!(
         second
@@ -516,6 +542,10 @@ fn a_misbehaving_provider_is_shown_in_one_safe_line() {
     // It answers a refresh with an access token that has already expired.
     idp.fail_with(FaultKind::ExpiredAccessToken);
     let run = home.run(&["token", "--force-refresh"]);
+    record(
+        "authkeep token --force-refresh  # answered with an expired access token",
+        &run,
+    );
     assert_eq!(run.code(), 4, "{}", run.stderr());
     assert_eq!(run.stdout(), "");
     assert!(
@@ -532,7 +562,12 @@ fn a_misbehaving_provider_is_shown_in_one_safe_line() {
     other.age_record(PROFILE, -10, 3600);
     idp.fail_with(FaultKind::HugeMetadata { bytes: 70_000 });
     let run = other.run(&["token"]);
+    record(
+        "authkeep token  # discovery names a 70,000-byte token endpoint",
+        &run,
+    );
     assert_eq!(run.code(), 2, "{}", run.stderr());
     assert!(run.stderr().len() < 1000, "{}", run.stderr());
     assert_eq!(run.stderr_lines().len(), 1);
+    crate::faults::stable().bind(|| insta::assert_snapshot!("misbehaving_provider", transcript));
 }
