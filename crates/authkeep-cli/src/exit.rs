@@ -1,6 +1,7 @@
 //! Exit codes (docs/DESIGN.md §6), decided in one place from the error that ended a
 //! command.
 
+use authkeep::oauth::EndpointError;
 use authkeep::{Error, FailureClass, LoginReason, SessionKey, StoreError};
 
 use crate::common::{instant, with_lock_timeout_hint};
@@ -16,6 +17,8 @@ pub const USAGE: u8 = 2;
 pub const LOGIN_REQUIRED: u8 = 3;
 /// Retry later.
 pub const RETRY_LATER: u8 = 4;
+/// `request`: the resource server answered an error status, after the one retry.
+pub const RESOURCE_ERROR: u8 = 5;
 
 /// A usage or configuration error found by the CLI itself.
 #[derive(Debug, thiserror::Error)]
@@ -27,10 +30,33 @@ pub fn usage(message: impl Into<String>) -> anyhow::Error {
     UsageError(message.into()).into()
 }
 
+/// A URL that may not be used, as a usage error, with what to do about plain
+/// http.
+pub fn endpoint_usage(error: EndpointError) -> anyhow::Error {
+    match error {
+        EndpointError::PlainHttp { .. } => usage(format!(
+            "{error}; to send it over plain http anyway, pass --insecure-allow-http"
+        )),
+        other => usage(other.to_string()),
+    }
+}
+
 /// A condition that needs a login, found by the CLI itself (exit 3).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct NeedsLogin(pub String);
+
+/// `request`: the resource server's final answer was an error status, or a
+/// redirect too many (exit 5). Its body has been printed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ResourceError(pub String);
+
+/// A transient failure found by the CLI itself, such as a resource server that
+/// could not be reached (exit 4).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RetryLater(pub String);
 
 /// Standard output was closed by its reader (`authkeep token | head -c0`): exit
 /// 1, since nothing was delivered, but without a message.
@@ -82,6 +108,12 @@ pub fn classify(error: &anyhow::Error) -> (u8, &'static str) {
         }
         if cause.downcast_ref::<NeedsLogin>().is_some() {
             return (LOGIN_REQUIRED, "login_required");
+        }
+        if cause.downcast_ref::<ResourceError>().is_some() {
+            return (RESOURCE_ERROR, "resource_error");
+        }
+        if cause.downcast_ref::<RetryLater>().is_some() {
+            return (RETRY_LATER, "transient");
         }
     }
     (UNEXPECTED, "unexpected")

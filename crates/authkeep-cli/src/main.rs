@@ -30,6 +30,7 @@ mod printer;
 #[command(
     after_help = "Exit codes: 0 success, 1 unexpected (e.g. a corrupt session file), \
 2 usage or configuration error, 3 login required, 4 retry later, \
+5 the server still answered an error after the one retry (request), \
 130/143 stopped by SIGINT/SIGTERM (after any refresh's answer was saved).\n\
 Configuration and state live in $AUTHKEEP_HOME (default: the platform's config and state directories)."
 )]
@@ -50,6 +51,8 @@ enum Command {
     Status(commands::status::Args),
     /// Delete the local session of a profile.
     Logout(commands::logout::Args),
+    #[command(about = commands::request::ABOUT, after_help = commands::request::AFTER_HELP)]
+    Request(commands::request::Args),
     /// Watch authkeep keep a session alive against a built-in identity provider (about a minute).
     Demo(commands::demo::Args),
     /// Run the development identity provider (loopback only; for tests and demos, never production).
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         Command::Token(args) => (args.json, commands::token::run(args, level)),
         Command::Status(args) => (args.json, commands::status::run(args)),
         Command::Logout(args) => (false, commands::logout::run(args, level)),
+        Command::Request(args) => (false, commands::request::run(args, level)),
         Command::Demo(args) => (false, commands::demo::run(args)),
         Command::Devidp(args) => (false, commands::devidp::run(args)),
     };

@@ -26,6 +26,15 @@ pub fn out(line: &str) -> anyhow::Result<()> {
         .map_err(stdout_error)
 }
 
+/// Writes bytes to stdout as they are (a response body), flushed at once.
+pub fn bytes(data: &[u8]) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(data)
+        .and_then(|()| stdout.flush())
+        .map_err(stdout_error)
+}
+
 /// Writes a JSON value to stdout on one line.
 pub fn json(value: &serde_json::Value) -> anyhow::Result<()> {
     out(&value.to_string())

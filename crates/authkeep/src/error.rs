@@ -163,6 +163,13 @@ pub enum Error {
     /// The store failed (including a lock time-out).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The session's access token holds characters an HTTP header cannot
+    /// carry, so it cannot be sent to a resource server.
+    #[error("the access token of session {key} cannot be sent in an HTTP header")]
+    TokenNotSendable {
+        /// The session.
+        key: SessionKey,
+    },
 }
 
 fn login_required(key: &SessionKey, reason: LoginReason, detail: Option<&str>) -> String {
@@ -209,7 +216,9 @@ impl Error {
             }
             Error::RetryAfter { .. } => true,
             Error::Store(e) => e.is_transient(),
-            Error::LoginRequired { .. } | Error::NotSaved { .. } => false,
+            Error::LoginRequired { .. }
+            | Error::NotSaved { .. }
+            | Error::TokenNotSendable { .. } => false,
         }
     }
 
@@ -248,6 +257,7 @@ impl Error {
             Error::RetryAfter { .. } => "transient",
             Error::NotSaved { .. } => "not_saved",
             Error::Store(e) => e.class_name(),
+            Error::TokenNotSendable { .. } => "token_not_sendable",
         }
     }
 }

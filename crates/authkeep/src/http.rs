@@ -117,6 +117,36 @@ impl Network {
         self.allow_insecure_http = allow;
         self
     }
+
+    /// A `reqwest` client builder set up as the keeper sets up its own: the
+    /// connect time-out, no redirects (credentials never follow one), authkeep's
+    /// user agent, and the extra CA certificates of `SSL_CERT_FILE`. For a
+    /// program that also calls resource servers and wants one connection pool:
+    /// build it, then hand it to [`crate::KeeperBuilder::http_client`].
+    pub fn client_builder(&self) -> Result<reqwest::ClientBuilder, TransportError> {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(self.connect_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("authkeep/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = std::env::var_os("SSL_CERT_FILE") {
+            let pem = std::fs::read(&path).map_err(|e| {
+                TransportError::Setup(format!(
+                    "cannot read SSL_CERT_FILE {}: {e}",
+                    path.to_string_lossy()
+                ))
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                TransportError::Setup(format!(
+                    "SSL_CERT_FILE {} holds no usable certificate: {e}",
+                    path.to_string_lossy()
+                ))
+            })?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        Ok(builder)
+    }
 }
 
 /// A `reqwest::Client` as a transport, with the body cap.
@@ -137,29 +167,9 @@ impl Reqwest {
 
     /// A client built for token endpoints.
     pub(crate) fn new(network: &Network) -> Result<Self, TransportError> {
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(network.connect_timeout)
+        let client = network
+            .client_builder()?
             .timeout(network.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("authkeep/", env!("CARGO_PKG_VERSION")));
-        if let Some(path) = std::env::var_os("SSL_CERT_FILE") {
-            let pem = std::fs::read(&path).map_err(|e| {
-                TransportError::Setup(format!(
-                    "cannot read SSL_CERT_FILE {}: {e}",
-                    path.to_string_lossy()
-                ))
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                TransportError::Setup(format!(
-                    "SSL_CERT_FILE {} holds no usable certificate: {e}",
-                    path.to_string_lossy()
-                ))
-            })?;
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        let client = builder
             .build()
             .map_err(|e| TransportError::Setup(e.to_string()))?;
         Ok(Self::with_client(client, network))

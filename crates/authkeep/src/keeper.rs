@@ -90,6 +90,9 @@ pub(crate) struct Inner<S: Store> {
     events: Vec<EventSink>,
     changes: Vec<ChangeSink>,
     broadcast: tokio::sync::broadcast::Sender<Event>,
+    /// The key of every session whose tokens changed, for cached tokens that
+    /// follow changes made through any clone of the keeper (no secrets).
+    pub(crate) changed_keys: tokio::sync::broadcast::Sender<SessionKey>,
     pub(crate) flights: Flights,
     pub(crate) shield: Shield,
 }
@@ -219,6 +222,7 @@ impl<S: Store> KeeperBuilder<S> {
                 events: self.events,
                 changes: self.changes,
                 broadcast: tokio::sync::broadcast::channel(256).0,
+                changed_keys: tokio::sync::broadcast::channel(64).0,
                 flights: Flights::default(),
                 shield: Shield::default(),
             }),
@@ -286,6 +290,10 @@ impl<S: Store> Keeper<S> {
     }
 
     pub(crate) fn changed(&self, key: &SessionKey, kind: ChangeKind, tokens: Option<&TokenSet>) {
+        if self.inner.changed_keys.receiver_count() > 0 {
+            // Sending fails only when every receiver is gone: nobody to tell.
+            self.inner.changed_keys.send(key.clone()).ok();
+        }
         if self.inner.changes.is_empty() {
             return;
         }

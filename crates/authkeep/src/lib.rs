@@ -19,7 +19,9 @@
 //! ([`FailureClass`]); only an `invalid_grant` for the refresh token the store
 //! still holds ends a session (compare-and-delete). Everything the keeper does is
 //! reported as an [`Event`], and every change of a session's tokens as a
-//! [`TokenChange`]. Time comes from an injected [`Clock`].
+//! [`TokenChange`]. Time comes from an injected [`Clock`]. Long-running programs
+//! read a session's token from a [`CachedToken`] ([`cache`]): no lock, no I/O and
+//! no clock read per call, with an optional task that refreshes ahead of expiry.
 //!
 //! ```no_run
 //! use authkeep::{Client, Demand, FileStore, Keeper, SessionKey, TokenResponse};
@@ -44,18 +46,22 @@
 //! | module | owns |
 //! |---|---|
 //! | `keeper` | the [`Keeper`], its builder, the warm path |
+//! | [`cache`] | the [`CachedToken`] of long-running programs: a read without lock, I/O or clock; refresh-ahead |
 //! | `refresh` | the refresh protocol: single flight, lock, re-read, write, compare-and-delete |
 //! | [`policy`] | the refresh window and decision table, pure |
 //! | [`store`] | the store contract and its backends (file, memory) |
 //! | [`oauth`] | requests and responses, without I/O |
 //! | `http` | the [`Transport`] and the default `reqwest` one |
 //! | `discovery` | where a token endpoint comes from, cached |
+//! | [`resource`] | sending the token to resource servers: which origins get it, the 401 rule |
+//! | `middleware` | the reqwest middleware over [`resource`] (feature `middleware`) |
 //! | `token`, `session`, `secret` | tokens and expiry, records and health, redacting secret types |
 //! | `events`, `error`, `clock`, `shield` | what is reported, what fails, the injected clock, unsaved results |
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod cache;
 mod clock;
 mod discovery;
 mod error;
@@ -63,21 +69,28 @@ mod events;
 mod http;
 mod keeper;
 mod lock;
+#[cfg(feature = "middleware")]
+pub mod middleware;
 pub mod oauth;
 pub mod policy;
 mod refresh;
+pub mod resource;
 mod secret;
 mod session;
 mod shield;
 pub mod store;
 mod token;
 
+pub use cache::CachedToken;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, FailureClass, StoreError};
 pub use events::{ChangeKind, ChangeSink, Event, EventSink, Stored, TokenChange, Unrecorded};
 pub use http::{BoxFuture, Network, Transport, TransportError};
 pub use keeper::{DEFAULT_LOCK_TIMEOUT, Keeper, KeeperBuilder, Token};
+#[cfg(feature = "middleware")]
+pub use middleware::Bearer;
 pub use policy::{Decision, Demand, LoginReason, Policy, SessionState};
+pub use resource::ResourceAccess;
 pub use secret::{
     AccessToken, AuthorizationCode, ClientSecret, DeviceCode, IdToken, PkceVerifier, RefreshToken,
 };

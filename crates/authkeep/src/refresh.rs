@@ -394,15 +394,25 @@ impl<S: Store> Keeper<S> {
         decision: Decision,
         now: Timestamp,
     ) -> Outcome {
-        let token = self.conclude(key, loaded, decision, trigger.demand(), now)?;
-        if trigger.rejected() == Some(&token.access_token) {
+        let stored = loaded
+            .and_then(|v| v.record.tokens.as_ref())
+            .map(|t| &t.access_token);
+        if matches!(decision, Decision::UseStored(_))
+            && trigger.rejected().is_some()
+            && trigger.rejected() == stored
+        {
+            // Not "served": the only token left is the one a server rejected.
+            self.emit(Event::LoginRequired {
+                key: key.clone(),
+                reason: LoginReason::TokenRejected,
+            });
             return Err(Error::LoginRequired {
                 key: key.clone(),
                 reason: LoginReason::TokenRejected,
                 detail: None,
             });
         }
-        Ok(token)
+        self.conclude(key, loaded, decision, trigger.demand(), now)
     }
 
     /// One refresh request, discovery included, bounded by the step time-out.

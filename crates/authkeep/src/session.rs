@@ -169,10 +169,7 @@ impl Health {
         valid_until: Option<Timestamp>,
     ) {
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
-        let doublings = self.consecutive_failures.saturating_sub(1).min(5);
-        let base = (30.0 * f64::from(1u32 << doublings)).min(900.0);
-        let jittered = base * (0.9 + 0.2 * fastrand::f64());
-        let mut next = saturating_add(failure.at, SignedDuration::from_secs_f64(jittered));
+        let mut next = saturating_add(failure.at, back_off(self.consecutive_failures));
         if let Some(at) = retry_after {
             next = next.max(at);
         }
@@ -183,6 +180,14 @@ impl Health {
         self.retry_after = retry_after.map(truncate);
         self.last_error = Some(failure);
     }
+}
+
+/// The pause after `consecutive_failures` failures in a row (at least one): 30 s
+/// with ±10 % jitter, doubling with each further failure, up to 15 minutes.
+pub(crate) fn back_off(consecutive_failures: u32) -> SignedDuration {
+    let doublings = consecutive_failures.saturating_sub(1).min(5);
+    let base = (30.0 * f64::from(1u32 << doublings)).min(900.0);
+    SignedDuration::from_secs_f64(base * (0.9 + 0.2 * fastrand::f64()))
 }
 
 /// Everything a store keeps for one session.

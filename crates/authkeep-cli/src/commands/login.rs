@@ -6,13 +6,13 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, anyhow};
-use authkeep::oauth::{EndpointError, check_endpoint, display_url};
+use authkeep::oauth::{check_endpoint, display_url};
 use authkeep::{Client, ClientAuth, ClientSecret, Error, StoreError, TokenResponse};
 use serde_json::Value;
 
 use crate::common::instant;
 use crate::config::{self, session_key};
-use crate::exit::usage;
+use crate::exit::{endpoint_usage, usage};
 use crate::names::{ENV_CLIENT_SECRET, NetworkArgs, PolicyArgs, ProfileArg};
 use crate::printer::{self, Level};
 
@@ -147,16 +147,6 @@ pub fn run(args: Args, level: Level) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// An endpoint that may not be used, with what to do about plain http.
-fn endpoint_usage(error: EndpointError) -> anyhow::Error {
-    match error {
-        EndpointError::PlainHttp { .. } => usage(format!(
-            "{error}; to send it over plain http anyway, pass --insecure-allow-http"
-        )),
-        other => usage(other.to_string()),
-    }
 }
 
 fn read_input(source: &Path) -> Result<Vec<u8>> {

@@ -4,5 +4,6 @@ pub mod demo;
 pub mod devidp;
 pub mod login;
 pub mod logout;
+pub mod request;
 pub mod status;
 pub mod token;

@@ -5,4 +5,5 @@ mod engine;
 mod faults;
 mod harness;
 mod race;
+mod request;
 mod skeleton;
