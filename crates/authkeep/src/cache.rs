@@ -663,24 +663,20 @@ async fn changed(changes: &mut Option<broadcast::Receiver<SessionKey>>, key: &Se
 /// decision says so) and caches what the store then holds.
 async fn refresh<S: Store>(keeper: &Keeper<S>, key: &SessionKey, slot: &Slot, pause: &mut Pause) {
     let seen = slot.schedule().epoch;
-    // In a task of its own: aborting this one (the cache was dropped) must not
-    // cut short a refresh whose answer is not yet saved.
-    let attempt = tokio::spawn({
-        let (keeper, key) = (keeper.clone(), key.clone());
-        async move { keeper.token(&key, Demand::new()).await.map(|_| ()) }
-    });
-    let outcome = attempt.await;
+    // The keeper runs a refresh in a task of its own: aborting this one (the
+    // cache was dropped) does not cut short a refresh whose answer is not yet
+    // saved.
+    let outcome = keeper.token(key, Demand::new()).await;
     let now = keeper.now();
     let login = match outcome {
-        Ok(Ok(())) => {
+        Ok(_) => {
             pause.succeeded(now);
             false
         }
-        Ok(Err(error)) if error.is_login_required() => true,
-        // A failure (its token, if still valid, was served with a recorded
-        // back-off that the store now shows), or an attempt that panicked or
-        // was cancelled with its runtime.
-        Ok(Err(_)) | Err(_) => {
+        Err(error) if error.is_login_required() => true,
+        // A failure: its token, if still valid, was served with a recorded
+        // back-off that the store now shows.
+        Err(_) => {
             pause.failed(now);
             false
         }

@@ -143,17 +143,18 @@ impl Flights {
     }
 }
 
-/// Forgets a flight whose leader was dropped before it landed, so that its
-/// followers (woken by the closed channel) start a new one.
-struct Takeoff<'a> {
-    flights: &'a Flights,
-    key: &'a SessionKey,
+/// Forgets a flight whose attempt ended without landing (its task panicked or
+/// its runtime shut down), so that its followers, woken by the closed channel,
+/// start a new one.
+struct Takeoff<S: Store> {
+    keeper: Keeper<S>,
+    key: SessionKey,
     tx: watch::Sender<Option<Outcome>>,
 }
 
-impl Drop for Takeoff<'_> {
+impl<S: Store> Drop for Takeoff<S> {
     fn drop(&mut self) {
-        self.flights.forget(self.key, &self.tx);
+        self.keeper.inner.flights.forget(&self.key, &self.tx);
     }
 }
 
@@ -166,15 +167,8 @@ impl<S: Store> Keeper<S> {
         loop {
             let outcome = match self.inner.flights.join(key) {
                 Role::Lead(tx) => {
-                    let takeoff = Takeoff {
-                        flights: &self.inner.flights,
-                        key,
-                        tx,
-                    };
-                    let outcome = self.lead(key, &trigger).await;
-                    self.inner.flights.land(key, &takeoff.tx, &outcome);
                     // Whatever this caller asked for, it was asked of this attempt.
-                    return outcome;
+                    return self.fly(key, &trigger, tx).await;
                 }
                 Role::Follow(mut rx) => {
                     match rx.wait_for(Option::is_some).await.map(|o| o.clone()) {
@@ -204,6 +198,50 @@ impl<S: Store> Keeper<S> {
                     Trigger::Demand { .. } => outcome,
                 };
             }
+        }
+    }
+
+    /// Runs the leader's attempt in a task of its own and lands it. A caller
+    /// that stops waiting (a time-out, a dropped future) does not stop the
+    /// attempt: once a refresh request is out, its answer is saved whatever
+    /// happens to the caller, and the followers get the outcome.
+    async fn fly(
+        &self,
+        key: &SessionKey,
+        trigger: &Trigger,
+        tx: watch::Sender<Option<Outcome>>,
+    ) -> Outcome {
+        let takeoff = Takeoff {
+            keeper: self.clone(),
+            key: key.clone(),
+            tx,
+        };
+        let rejected = trigger.rejected().is_some();
+        let trigger = trigger.clone();
+        let attempt = tokio::spawn(async move {
+            let outcome = takeoff.keeper.lead(&takeoff.key, &trigger).await;
+            takeoff
+                .keeper
+                .inner
+                .flights
+                .land(&takeoff.key, &takeoff.tx, &outcome);
+            outcome
+        });
+        match attempt.await {
+            Ok(outcome) => outcome,
+            // A panic in the attempt is a bug: it is the caller's too.
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // The runtime is shutting down.
+            Err(_) => Err(Error::RefreshFailed {
+                key: key.clone(),
+                class: FailureClass::Transient,
+                failure: ProviderFailure::local(
+                    FailureClass::Transient,
+                    Cause::Local,
+                    "the refresh was stopped because its runtime is shutting down",
+                ),
+                rejected,
+            }),
         }
     }
 

@@ -30,6 +30,8 @@ struct Provider {
     requests: AtomicUsize,
     bodies: Mutex<Vec<String>>,
     answers: Mutex<Vec<Response<Vec<u8>>>>,
+    /// While set, a request waits here before it is answered.
+    hold: Mutex<Option<Arc<tokio::sync::Notify>>>,
 }
 
 impl Provider {
@@ -80,6 +82,10 @@ fn setup(latency: SignedDuration) -> Setup {
                     .unwrap()
                     .push(String::from_utf8(request.into_body()).unwrap());
                 clock.advance(latency);
+                let hold = provider.hold.lock().unwrap().clone();
+                if let Some(hold) = hold {
+                    hold.notified().await;
+                }
                 let mut answers = provider.answers.lock().unwrap();
                 if answers.is_empty() {
                     return Err(TransportError::Failed("no canned answer left".into()));
@@ -325,4 +331,36 @@ async fn the_providers_date_header_sets_the_issuers_clock_skew() {
         .await
         .unwrap();
     assert_eq!(skew, Some(300));
+}
+
+#[tokio::test]
+async fn a_caller_that_stops_waiting_does_not_stop_the_save_of_a_rotation() {
+    let s = setup(SignedDuration::ZERO);
+    s.import(100).await;
+    s.provider.answer(200, &[], ROTATED);
+    let hold = Arc::new(tokio::sync::Notify::new());
+    *s.provider.hold.lock().unwrap() = Some(hold.clone());
+
+    // The caller gives up while the request is out (the provider has it).
+    let keeper = s.keeper.clone();
+    let caller = tokio::spawn(async move { keeper.token(&key(), Demand::new()).await });
+    while s.provider.requests() == 0 {
+        tokio::task::yield_now().await;
+    }
+    caller.abort();
+    assert!(caller.await.unwrap_err().is_cancelled());
+    assert!(
+        s.keeper.shield().is_busy(),
+        "the answer is still outstanding"
+    );
+
+    // The provider answers: the rotation is saved all the same.
+    hold.notify_one();
+    s.keeper.shield().idle().await;
+    let tokens = s.stored().await.record.tokens.unwrap();
+    assert_eq!(tokens.refresh_token.unwrap().expose_secret(), "rt-1");
+    *s.provider.hold.lock().unwrap() = None;
+    let token = s.keeper.token(&key(), Demand::new()).await.unwrap();
+    assert_eq!(token.access_token.expose_secret(), "at-1");
+    assert_eq!(s.provider.requests(), 1, "no second refresh");
 }
