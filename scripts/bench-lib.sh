@@ -2,7 +2,8 @@
 # The library's benchmarks (divan, crates/authkeep/benches/): the cached token's
 # hot read at 1 and 2 threads against an RwLock<Arc<Token>> read and clone, and
 # a refresh through the keeper (file store with fsync, memory store) against the
-# development identity provider's own time for the same refresh request.
+# development identity provider's own time for the same refresh request; and the
+# middleware's work per request on a warm token.
 # Prints divan's tables, then a summary of medians.
 # Usage: scripts/bench-lib.sh [DIVAN ARGS…]   (e.g. a filter: cached_get)
 set -euo pipefail
@@ -10,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
-cargo bench --locked -p authkeep --bench cached_read --bench refresh -- --color never "$@" | tee "$out"
+cargo bench --locked -p authkeep --features middleware --bench cached_read --bench refresh --bench middleware -- --color never "$@" | tee "$out"
 
 python3 - "$out" <<'PY'
 import re, sys
@@ -56,7 +57,8 @@ print()
 print("summary (medians)")
 for threads in ("t=1", "t=2"):
     print(f"  {threads}: cached get() {show(f'cached_get {threads}')}, "
-          f"with() {show(f'cached_with {threads}')}, token() hot {show(f'token_hot {threads}')}; "
+          f"with() {show(f'cached_with {threads}')}, reader get() {show(f'cached_reader {threads}')}, "
+          f"token() hot {show(f'token_hot {threads}')}; "
           f"RwLock<Arc<Token>> read + clone {show(f'rwlock_read_clone {threads}')}")
 provider = medians.get("provider_only")
 for keeper, what in (("keeper_file_store", "file store, fsync"), ("keeper_memory_store", "memory store")):
@@ -65,4 +67,11 @@ for keeper, what in (("keeper_file_store", "file store, fsync"), ("keeper_memory
         continue
     print(f"  refresh through the keeper ({what}): {show(keeper, 'µs')}; the provider alone "
           f"{show('provider_only', 'µs')}; overhead {(value - provider) / 1e3:.0f} µs")
+for store in ("memory", "file"):
+    print(f"  middleware's own work per request (warm token, {store} store): "
+          f"{show(f'authorize_{store}_store', 'µs')}")
+plain, bearer = medians.get("request_without_middleware"), medians.get("request_with_middleware")
+if plain is not None and bearer is not None:
+    print(f"  a loopback request: {plain / 1e3:.0f} µs without the middleware, "
+          f"{bearer / 1e3:.0f} µs with it")
 PY

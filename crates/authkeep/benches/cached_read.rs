@@ -3,6 +3,8 @@
 //! alternative: an `RwLock<Arc<Token>>` read and clone. Each iteration gets
 //! the token and lets it go, so both sides pay the reference count twice.
 //! `cached_with` is [`CachedToken::with`], which touches no reference count;
+//! `cached_reader` is a [`authkeep::TokenReader`] of the thread's own (one
+//! atomic load while the token is unchanged);
 //! `token_hot` is [`CachedToken::token`] when the cached token is served,
 //! polled once.
 //!
@@ -68,6 +70,17 @@ fn fixture() -> &'static Fixture {
             _runtime: runtime,
         }
     })
+}
+
+#[divan::bench(threads = [1, 2], sample_count = 1000, sample_size = 1000)]
+fn cached_reader(bencher: Bencher) {
+    let fixture = fixture();
+    bencher
+        .with_inputs(|| fixture.cached.reader())
+        .bench_local_refs(|reader| {
+            let token = reader.get().map(|t| t.access_token.expose_secret().len());
+            black_box(token);
+        });
 }
 
 #[divan::bench(threads = [1, 2], sample_count = 1000, sample_size = 1000)]

@@ -203,10 +203,36 @@ impl<S: Store> Shared<S> {
     }
 }
 
+/// A per-thread (or per-task) reader of a [`CachedToken`]: it keeps the entry
+/// it last saw and checks with one atomic load whether a newer one was cached,
+/// so a read of an unchanged token costs about as much as reading a field.
+pub struct TokenReader {
+    cache: arc_swap::Cache<Arc<ArcSwapOption<Entry>>, Option<Arc<Entry>>>,
+}
+
+impl TokenReader {
+    /// The cached token, if one is usable (as [`CachedToken::get`]): no lock,
+    /// no I/O, no clock, no reference count.
+    pub fn get(&mut self) -> Option<&Token> {
+        let entry = self.cache.load().as_ref()?;
+        entry
+            .usable
+            .load(Ordering::Relaxed)
+            .then_some(&*entry.token)
+    }
+}
+
+impl std::fmt::Debug for TokenReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenReader").finish_non_exhaustive()
+    }
+}
+
 /// Where readers find the token, and what the background task is to do next.
 #[derive(Default)]
 struct Slot {
-    entry: ArcSwapOption<Entry>,
+    /// Shared with [`TokenReader`]s, which keep their own handle on it.
+    entry: Arc<ArcSwapOption<Entry>>,
     state: Mutex<State>,
     /// Wakes the background task when the schedule changed.
     replanned: Notify,
@@ -485,6 +511,15 @@ impl<S: Store> CachedToken<S> {
             .usable
             .load(Ordering::Relaxed)
             .then(|| read(&entry.token))
+    }
+
+    /// A reader of its own for one thread or task: its [`TokenReader::get`] is
+    /// the cheapest read there is (one atomic load while the token is
+    /// unchanged), at the price of `&mut` access.
+    pub fn reader(&self) -> TokenReader {
+        TokenReader {
+            cache: arc_swap::Cache::new(Arc::clone(&self.inner.slot.entry)),
+        }
     }
 
     /// Whether the session needs a login, as last learned: the refresh-ahead

@@ -81,7 +81,7 @@ mod shield;
 pub mod store;
 mod token;
 
-pub use cache::CachedToken;
+pub use cache::{CachedToken, TokenReader};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, FailureClass, StoreError};
 pub use events::{ChangeKind, ChangeSink, Event, EventSink, Stored, TokenChange, Unrecorded};

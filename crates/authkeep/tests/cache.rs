@@ -148,9 +148,12 @@ async fn the_hot_read_serves_the_token_without_any_request_or_store() {
     assert!(!token.refreshed);
     // The store goes away: the cache needs it no more.
     std::fs::remove_dir_all(setup._dir.path()).unwrap();
+    let mut reader = cached.reader();
     for _ in 0..1000 {
         let read = cached.get().expect("a usable token");
         assert_eq!(read.access_token, token.access_token);
+        let own = reader.get().expect("a usable token");
+        assert_eq!(own.access_token, token.access_token);
         let again = cached.token().await.unwrap();
         assert_eq!(again.access_token, token.access_token);
     }
@@ -171,6 +174,12 @@ async fn refresh_ahead_replaces_the_token_before_it_expires_while_readers_keep_t
     let cached = setup.keeper.cached(key()).refresh_ahead();
     let first = cached.token().await.unwrap();
     let old_expiry = first.expires_at.unwrap();
+    let mut reader = cached.reader();
+    assert!(
+        reader
+            .get()
+            .is_some_and(|t| t.access_token == first.access_token)
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let reads = watch_reads(&cached, &stop);
 
@@ -186,6 +195,10 @@ async fn refresh_ahead_replaces_the_token_before_it_expires_while_readers_keep_t
         cached.get().is_some_and(|t| t.access_token == new)
     })
     .await;
+    assert!(
+        reader.get().is_some_and(|t| t.access_token == new),
+        "a reader sees the new token too"
+    );
     stop.store(true, Ordering::Relaxed);
     assert_eq!(reads.await.unwrap(), 0, "a read found nothing usable");
     assert_eq!(setup.refreshes(), 1);
