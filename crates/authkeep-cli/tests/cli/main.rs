@@ -6,4 +6,5 @@ mod faults;
 mod harness;
 mod race;
 mod request;
+mod screens;
 mod skeleton;
