@@ -282,6 +282,46 @@ impl Home {
         (run, started.elapsed())
     }
 
+    /// Starts `n` `authkeep` processes with `args`, waits until every one is
+    /// parked on its stdin, releases them all with one write to the pipe they
+    /// share, and returns their outputs and the time from the release to the
+    /// last exit.
+    pub fn release_at_once(&self, args: &[&str], n: usize) -> (Vec<Output>, Duration) {
+        use std::io::{Read as _, Write as _};
+        let (reader, mut writer) = std::io::pipe().unwrap();
+        let mut children: Vec<std::process::Child> = (0..n)
+            .map(|_| {
+                self.command_held_until_stdin(args)
+                    .stdin(reader.try_clone().unwrap())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        drop(reader);
+        for child in &mut children {
+            let mut ready = [0u8];
+            child
+                .stdout
+                .as_mut()
+                .unwrap()
+                .read_exact(&mut ready)
+                .unwrap();
+            assert_eq!(&ready, b"r");
+        }
+        // One write of n newlines (far below PIPE_BUF, so atomic) releases
+        // every process at the same instant.
+        let released = Instant::now();
+        writer.write_all(&vec![b'\n'; n]).unwrap();
+        drop(writer);
+        let outputs: Vec<Output> = children
+            .into_iter()
+            .map(|child| child.wait_with_output().unwrap())
+            .collect();
+        (outputs, released.elapsed())
+    }
+
     /// Moves a recorded back-off into the past, as if its wait had passed.
     pub fn end_back_off(&self, profile: &str) {
         let mut record = self.record(profile);

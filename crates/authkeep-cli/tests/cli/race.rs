@@ -5,7 +5,6 @@
 //!
 //! Tokens are compared, never printed: failure messages carry stderr only.
 
-use std::io::{Read as _, Write as _};
 use std::os::unix::process::ExitStatusExt as _;
 use std::process::{Child, Output, Stdio};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -64,44 +63,6 @@ fn delta(before: &Counters, after: &Counters) -> Delta {
     }
 }
 
-/// Starts `n` `authkeep token` processes, waits until every one is parked on its
-/// stdin, releases them all with one write to the pipe they share, and returns
-/// their outputs and the time from the release to the last exit.
-fn release_at_once(home: &Home, n: usize) -> (Vec<Output>, Duration) {
-    let (reader, mut writer) = std::io::pipe().unwrap();
-    let mut children: Vec<Child> = (0..n)
-        .map(|_| {
-            home.command_held_until_stdin(&["token"])
-                .stdin(reader.try_clone().unwrap())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    drop(reader);
-    for child in &mut children {
-        let mut ready = [0u8];
-        child
-            .stdout
-            .as_mut()
-            .unwrap()
-            .read_exact(&mut ready)
-            .unwrap();
-        assert_eq!(&ready, b"r");
-    }
-    // One write of n newlines (far below PIPE_BUF, so atomic) releases every
-    // process at the same instant.
-    let released = Instant::now();
-    writer.write_all(&vec![b'\n'; n]).unwrap();
-    drop(writer);
-    let outputs: Vec<Output> = children
-        .into_iter()
-        .map(|child| child.wait_with_output().unwrap())
-        .collect();
-    (outputs, released.elapsed())
-}
-
 fn median(mut values: Vec<Duration>) -> Duration {
     values.sort();
     values[values.len() / 2]
@@ -124,7 +85,7 @@ fn one_refresh_per_race(config: Config, label: &str) {
             home.age_record(PROFILE, 100, 3600);
             let old_refresh = stored(&home, "refresh_token");
             let before = idp.counters();
-            let (outputs, wall) = release_at_once(&home, n);
+            let (outputs, wall) = home.release_at_once(&["token"], n);
             let d = delta(&before, &idp.counters());
             for (i, output) in outputs.iter().enumerate() {
                 assert_eq!(

@@ -8,9 +8,9 @@
 //! Tokens are compared, never printed: failure messages carry stderr only.
 
 use std::collections::HashSet;
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::net::SocketAddr;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -357,39 +357,6 @@ fn a_401_that_persists_exits_5_after_one_refresh_and_one_retry() {
     assert_eq!(idp.refreshes(), 1, "a 404 is not a rejection of the token");
 }
 
-/// Starts `authkeep request` processes held on their stdin, waits until each
-/// is ready, and releases them all with one write.
-fn release_at_once(home: &Home, args: &[&str], n: usize) -> Vec<std::process::Output> {
-    let (reader, mut writer) = std::io::pipe().unwrap();
-    let mut children: Vec<Child> = (0..n)
-        .map(|_| {
-            home.command_held_until_stdin(args)
-                .stdin(reader.try_clone().unwrap())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    drop(reader);
-    for child in &mut children {
-        let mut ready = [0u8];
-        child
-            .stdout
-            .as_mut()
-            .unwrap()
-            .read_exact(&mut ready)
-            .unwrap();
-        assert_eq!(&ready, b"r");
-    }
-    writer.write_all(&vec![b'\n'; n]).unwrap();
-    drop(writer);
-    children
-        .into_iter()
-        .map(|child| child.wait_with_output().unwrap())
-        .collect()
-}
-
 #[test]
 fn two_processes_rejected_with_one_token_cause_one_refresh() {
     let (idp, home) = logged_in();
@@ -401,7 +368,7 @@ fn two_processes_rejected_with_one_token_cause_one_refresh() {
     api.plan().gate = Some(Arc::new(tokio::sync::Barrier::new(2)));
 
     let url = api.url("/data");
-    let outputs = release_at_once(&home, &["request", &url], 2);
+    let (outputs, _) = home.release_at_once(&["request", &url], 2);
     for output in &outputs {
         assert_eq!(
             output.status.code(),
