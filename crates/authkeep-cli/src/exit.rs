@@ -171,6 +171,13 @@ fn advise(error: &Error) -> String {
                 LoginReason::TokenRejected => format!(
                     "a server rejected the access token of profile {key}, and the session cannot renew itself"
                 ),
+                LoginReason::InteractionRequired => format!(
+                    "the access token of profile {key} has expired, and the provider requires you to sign in again{}",
+                    detail
+                        .as_ref()
+                        .map(|d| format!(" ({d})"))
+                        .unwrap_or_default()
+                ),
                 _ => format!("profile {key} needs a new login"),
             };
             format!("{what}; {}", log_in(key))

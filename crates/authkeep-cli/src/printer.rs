@@ -280,6 +280,7 @@ fn login_text(reason: LoginReason) -> &'static str {
         LoginReason::TokenRejected => "a server rejected the token and it cannot be renewed",
         LoginReason::ExpiredCannotRenew => "the token expired and cannot be renewed",
         LoginReason::RefreshTokenExpired => "the refresh token expired",
+        LoginReason::InteractionRequired => "the provider requires a new sign-in",
         _ => "a new login is needed",
     }
 }

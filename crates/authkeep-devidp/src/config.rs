@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::flavor::Flavor;
+
 /// The user a session belongs to when a [`SessionRequest`] names none.
 pub const DEFAULT_USER: &str = "alice";
 /// The client a session is issued to when a [`SessionRequest`] names none.
@@ -17,23 +19,36 @@ pub const DEFAULT_SCOPE: &str = "openid profile offline_access";
 /// How a [`DevIdp`](crate::DevIdp) issues, rotates and checks tokens.
 ///
 /// Build one with struct update syntax over the default:
-/// `Config { rotate_refresh_tokens: false, ..Config::default() }`.
+/// `Config { rotate_refresh_tokens: false, ..Config::default() }`, or over
+/// [`Config::for_flavor`] to answer as a real provider does.
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// Which real provider the answers emulate (default [`Flavor::Standard`]: this
+    /// provider's own). The flavor words and shapes answers, and fills in what it
+    /// documents where the fields below leave a choice open.
+    pub flavor: Flavor,
     /// Lifetime of access tokens and ID tokens (default 300 s). A session may override it.
     pub access_ttl: Duration,
     /// Lifetime of each refresh token, counted from its issue. `None` (the default)
-    /// means refresh tokens never expire; `Some` makes token responses carry
-    /// `refresh_expires_in`.
+    /// means refresh tokens never expire, unless the flavor's always do (GitHub's after
+    /// about six months, an online Keycloak session's after 30 minutes); a lifetime
+    /// makes token responses carry `refresh_expires_in`, or the flavor's equivalent.
     pub refresh_ttl: Option<Duration>,
     /// Whether a refresh hands out a new refresh token and consumes the presented one
-    /// (default true). When false, refresh responses carry no `refresh_token` and the
-    /// presented one stays valid.
+    /// (default true; Google's flavor never rotates). When false, refresh responses
+    /// carry no `refresh_token` and the presented one stays valid.
     pub rotate_refresh_tokens: bool,
     /// Whether presenting a consumed refresh token again revokes its whole grant, every
     /// access and refresh token it issued (default true). Either way the request fails
     /// with `invalid_grant`.
     pub reuse_detection: bool,
+    /// For how long the refresh token just rotated out of a grant may still be
+    /// presented: within this time after its rotation it is answered with new tokens
+    /// (those of the first exchange stay valid too), and only after it, or for an older
+    /// token, is presenting it reuse. `None` (the default) means the flavor's: 30 s for
+    /// [`Flavor::Okta`], none for the others ([`Flavor::Auth0`]'s reuse interval is 0 s
+    /// by default). Counted in whole seconds.
+    pub reuse_grace: Option<Duration>,
     /// "Networked storage" mode. When set, a refresh reads the grant, waits this long
     /// without holding any lock, then writes, so concurrent refreshes of one refresh
     /// token can all succeed and the grant splits into several valid refresh tokens.
@@ -46,18 +61,26 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config {
-            access_ttl: Duration::from_secs(300),
-            refresh_ttl: None,
-            rotate_refresh_tokens: true,
-            reuse_detection: true,
-            parallel_latency: None,
-            clients: Vec::new(),
-        }
+        Config::for_flavor(Flavor::Standard)
     }
 }
 
 impl Config {
+    /// The default configuration, answering as `flavor` does with its provider's usual
+    /// access-token lifetime ([`Flavor::access_ttl`]).
+    pub fn for_flavor(flavor: Flavor) -> Self {
+        Config {
+            flavor,
+            access_ttl: flavor.access_ttl(),
+            refresh_ttl: None,
+            rotate_refresh_tokens: true,
+            reuse_detection: true,
+            reuse_grace: None,
+            parallel_latency: None,
+            clients: Vec::new(),
+        }
+    }
+
     pub(crate) fn client(&self, client_id: &str) -> Option<&ClientConfig> {
         self.clients.iter().find(|c| c.client_id == client_id)
     }
@@ -166,7 +189,22 @@ mod tests {
         assert_eq!(config.refresh_ttl, None);
         assert!(config.rotate_refresh_tokens);
         assert!(config.reuse_detection);
+        assert_eq!(config.reuse_grace, None);
         assert_eq!(config.parallel_latency, None);
         assert!(config.clients.is_empty());
+        assert_eq!(config.flavor, Flavor::Standard);
+    }
+
+    #[test]
+    fn a_flavored_config_takes_the_providers_usual_lifetime() {
+        let config = Config::for_flavor(Flavor::GitHub);
+        assert_eq!(config.flavor, Flavor::GitHub);
+        assert_eq!(config.access_ttl, Duration::from_secs(28_800));
+        assert_eq!(config.refresh_ttl, None);
+        assert!(config.rotate_refresh_tokens && config.reuse_detection);
+        assert_eq!(
+            Config::for_flavor(Flavor::Google).access_ttl.as_secs(),
+            3599
+        );
     }
 }

@@ -10,6 +10,8 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::oauth::form_urlencode;
+
 /// The character of an [`FaultKind::EchoSecrets`] description that an echoed secret
 /// straddles: the length many clients cut provider text to.
 const ECHO_STRADDLED_CHAR: usize = 300;
@@ -374,21 +376,6 @@ fn oversized_body(bytes: usize) -> String {
     body.extend(std::iter::repeat_n('A', bytes - HEAD.len() - TAIL.len()));
     body.push_str(TAIL);
     body
-}
-
-/// `application/x-www-form-urlencoded` encoding of one value.
-fn form_urlencode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
-                out.push(char::from(byte));
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Token material: HS256 JSON Web Tokens signed with a key made per provider instance,
-//! and the random strings used for refresh tokens and token identifiers.
+//! and the random strings used for refresh tokens, opaque access tokens and
+//! identifiers.
 //!
 //! The randomness comes from `fastrand`, seeded per thread: good enough to make tokens
 //! distinct and unguessable by accident, not by an attacker. This is a development
@@ -82,6 +83,24 @@ pub(crate) fn random_string(bytes: usize) -> String {
     URL_SAFE_NO_PAD.encode(buffer)
 }
 
+/// A random version 4 UUID in its hyphenated lowercase form, as providers write their
+/// session, trace and correlation identifiers.
+pub(crate) fn random_uuid() -> String {
+    let mut bytes = [0u8; 16];
+    fastrand::fill(&mut bytes);
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,6 +156,21 @@ mod tests {
         assert!(
             a.bytes()
                 .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        );
+    }
+
+    #[test]
+    fn random_uuids_have_the_version_4_form() {
+        let uuid = random_uuid();
+        assert_ne!(uuid, random_uuid());
+        let groups: Vec<&str> = uuid.split('-').collect();
+        let lengths: Vec<usize> = groups.iter().map(|group| group.len()).collect();
+        assert_eq!(lengths, [8, 4, 4, 4, 12], "{uuid}");
+        assert!(groups[2].starts_with('4'), "{uuid}");
+        assert!(groups[3].starts_with(['8', '9', 'a', 'b']), "{uuid}");
+        assert!(
+            uuid.bytes()
+                .all(|c| c == b'-' || c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
         );
     }
 }

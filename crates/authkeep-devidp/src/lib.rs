@@ -39,6 +39,13 @@
 //! Every HTTP request is counted ([`Counters`]), token requests by grant type and
 //! outcome, so a test can assert how much traffic a client caused.
 //!
+//! A [`Flavor`] ([`Config::flavor`]) makes the token endpoint answer as a real provider
+//! does: GitHub's errors inside an HTTP 200, Microsoft Entra's AADSTS codes, Google's
+//! refresh tokens that never rotate, Keycloak's `refresh_expires_in: 0` for offline
+//! tokens, Okta's and Auth0's grace period before reuse detection. The provider decides
+//! the same way for every flavor, except where a flavor documents another rule; the
+//! flavor then shapes the answer at the one point where it is built.
+//!
 //! ## HTTP endpoints
 //!
 //! | path | what |
@@ -58,6 +65,7 @@
 //! ## Where things live
 //!
 //! - `config`: [`Config`], [`ClientConfig`], [`SessionRequest`].
+//! - `flavor`: [`Flavor`]: each real provider's rules, words and answer shapes.
 //! - `provider`: grants, tokens, rotation, reuse detection, revocation, introspection.
 //! - `oauth`: form parameters, scopes, client authentication, token-endpoint errors.
 //! - `jwt`: HS256 signing and verification, random token strings.
@@ -70,6 +78,7 @@
 mod config;
 mod counters;
 mod faults;
+mod flavor;
 mod jwt;
 mod listener;
 mod oauth;
@@ -90,6 +99,7 @@ pub use config::{
 };
 pub use counters::{Counters, GRANT_UNKNOWN, OUTCOME_FAULT, OUTCOME_OK};
 pub use faults::{FaultKind, Faults};
+pub use flavor::{Flavor, UnknownFlavor};
 
 use listener::{Cut, CuttableListener};
 use provider::Provider;
@@ -156,7 +166,8 @@ impl DevIdp {
 
     /// Creates a grant without a browser and returns its token response (RFC 6749
     /// §5.1): `access_token`, `token_type`, `expires_in`, `refresh_token`, `scope`,
-    /// `id_token` when the scope has `openid`, `refresh_expires_in` when configured.
+    /// `id_token` when the scope has `openid`, `refresh_expires_in` when refresh tokens
+    /// expire; shaped as the configured [`Flavor`] answers.
     pub fn create_session(&self, request: &SessionRequest) -> serde_json::Value {
         self.provider.create_session(request)
     }

@@ -7,8 +7,10 @@ use std::collections::HashMap;
 use axum::http::{HeaderValue, StatusCode};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+use serde_json::{Map, Value};
 
 use crate::config::ClientConfig;
+use crate::flavor::Refusal;
 
 /// The form parameters of one request. A parameter sent without a value counts as
 /// absent (RFC 6749 §3.1).
@@ -40,6 +42,10 @@ impl Params {
             .ok_or_else(|| TokenError::invalid_request(format!("missing parameter {name}")))
     }
 }
+
+/// The scope that asks for a refresh token usable without the user (OpenID Connect
+/// Core §11), which Keycloak calls an offline token.
+pub(crate) const OFFLINE_ACCESS: &str = "offline_access";
 
 /// A space-separated scope, deduplicated, in the order first given.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,6 +85,11 @@ pub(crate) struct TokenError {
     pub(crate) status: StatusCode,
     pub(crate) error: &'static str,
     pub(crate) description: String,
+    /// Why a refresh was refused, when that is what this error says, so that a
+    /// flavor can word it as its provider does.
+    pub(crate) refusal: Option<Refusal>,
+    /// Members of the error object beyond `error` and `error_description`.
+    pub(crate) extra: Map<String, Value>,
 }
 
 impl TokenError {
@@ -87,7 +98,15 @@ impl TokenError {
             status,
             error,
             description: description.into(),
+            refusal: None,
+            extra: Map::new(),
         }
+    }
+
+    /// This error, marked as the refusal of a refresh for `refusal`'s reason.
+    pub(crate) fn refused(mut self, refusal: Refusal) -> Self {
+        self.refusal = Some(refusal);
+        self
     }
 
     pub(crate) fn invalid_request(description: impl Into<String>) -> Self {
@@ -120,8 +139,14 @@ impl TokenError {
         )
     }
 
-    pub(crate) fn body(&self) -> serde_json::Value {
-        serde_json::json!({ "error": self.error, "error_description": self.description })
+    pub(crate) fn body(&self) -> Value {
+        let mut body = self.extra.clone();
+        body.insert("error".to_owned(), self.error.into());
+        body.insert(
+            "error_description".to_owned(),
+            self.description.clone().into(),
+        );
+        Value::Object(body)
     }
 }
 
@@ -245,6 +270,21 @@ pub(crate) fn form_urldecode(text: &str) -> Option<String> {
         i += 1;
     }
     String::from_utf8(out).ok()
+}
+
+/// Encodes one value for an `application/x-www-form-urlencoded` body.
+pub(crate) fn form_urlencode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
+                out.push(char::from(byte));
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
 }
 
 fn hex(byte: u8) -> Option<u8> {

@@ -1,5 +1,7 @@
 //! The provider's state and rules: grants and the refresh and access tokens they issue,
-//! rotation, reuse detection, revocation, introspection, and the counters and fault plan.
+//! rotation, reuse detection and its grace period, revocation, introspection, and the
+//! counters and fault plan. Where the configured flavor changes a rule or the shape of
+//! an answer, the code asks the flavor (`flavor.rs`) at that one point.
 //!
 //! Everything sits behind one `std` mutex that is never held across a wait. Each
 //! operation reads the clock once; the `_at` variants take `now` (Unix seconds) so
@@ -15,8 +17,9 @@ use sha2::{Digest as _, Sha256};
 use crate::config::{Config, SessionRequest};
 use crate::counters::Counters;
 use crate::faults::Faults;
-use crate::jwt::{SigningKey, random_string};
-use crate::oauth::{self, Client, Params, Scope, TokenError};
+use crate::flavor::{Flavor, Issued, Refusal};
+use crate::jwt::{SigningKey, random_string, random_uuid};
+use crate::oauth::{self, Client, OFFLINE_ACCESS, Params, Scope, TokenError};
 
 /// How far before its issue an access token of [`AccessExpiry::Past`] expired.
 const PAST_EXPIRY_SECS: i64 = 60;
@@ -67,6 +70,8 @@ struct State {
     refresh_owner: HashMap<Digest, GrantId>,
     /// Access tokens by `jti`.
     access: HashMap<String, AccessRecord>,
+    /// The `jti` of each opaque access token, by the token's digest.
+    opaque_access: HashMap<Digest, String>,
     next_grant: GrantId,
     counters: Counters,
     faults: Faults,
@@ -83,14 +88,25 @@ struct Grant {
     for_client: bool,
     revoked: bool,
     refresh: HashMap<Digest, RefreshRecord>,
+    /// The refresh token rotated out last, the one a grace period may forgive.
+    last_rotated: Option<Digest>,
+    /// An identifier of the grant as a session, for flavors that state one.
+    session: String,
+}
+
+impl Grant {
+    fn offline(&self) -> bool {
+        self.scope.contains(OFFLINE_ACCESS)
+    }
 }
 
 #[derive(Debug)]
 struct RefreshRecord {
     issued_at: i64,
     expires_at: Option<i64>,
-    /// Rotated out: presenting it again is reuse.
-    consumed: bool,
+    /// When it was rotated out; presenting it again after that is reuse, unless the
+    /// grace period forgives it.
+    consumed_at: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -143,7 +159,7 @@ impl State {
 }
 
 /// The current time in Unix seconds, from the system clock.
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     jiff::Timestamp::now().as_second()
 }
 
@@ -163,6 +179,10 @@ impl Provider {
 
     pub(crate) fn issuer(&self) -> &str {
         &self.issuer
+    }
+
+    pub(crate) fn flavor(&self) -> Flavor {
+        self.config.flavor
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -204,6 +224,8 @@ impl Provider {
             for_client: false,
             revoked: false,
             refresh: HashMap::new(),
+            last_rotated: None,
+            session: random_uuid(),
         });
         let (refresh_token, refresh_expires_at) = self.mint_refresh(&mut state, grant, now);
         self.respond(
@@ -265,7 +287,8 @@ impl Provider {
     }
 
     /// Whether `token` may be refreshed by `client` now. Presenting a consumed token
-    /// revokes its grant when reuse detection is on.
+    /// revokes its grant when reuse detection is on, unless it is the grant's token
+    /// rotated out last and its grace period still runs.
     fn check_refresh(
         &self,
         state: &mut State,
@@ -275,13 +298,16 @@ impl Provider {
         now: i64,
     ) -> Result<RefreshPlan, TokenError> {
         let digest = Digest::of(token);
-        let unknown = || TokenError::invalid_grant("the refresh token is unknown");
+        let unknown =
+            || TokenError::invalid_grant("the refresh token is unknown").refused(Refusal::Unknown);
         let grant_id = *state.refresh_owner.get(&digest).ok_or_else(unknown)?;
         let grant = state.grants.get(&grant_id).ok_or_else(unknown)?;
         let record = grant.refresh.get(&digest).ok_or_else(unknown)?;
+        let offline = grant.offline();
 
         if grant.revoked {
-            return Err(TokenError::invalid_grant("the grant was revoked"));
+            return Err(TokenError::invalid_grant("the grant was revoked")
+                .refused(Refusal::Revoked { offline }));
         }
         match client.id() {
             None if self.config.client(&grant.client_id).is_some() => {
@@ -292,26 +318,36 @@ impl Provider {
             Some(id) if id != grant.client_id => {
                 return Err(TokenError::invalid_grant(
                     "the refresh token was issued to another client",
-                ));
+                )
+                .refused(Refusal::OtherClient));
             }
             _ => {}
         }
-        if record.consumed {
-            if self.config.reuse_detection {
-                state.revoke_grant(grant_id);
-                return Err(TokenError::invalid_grant(
-                    "the refresh token was already used; its grant is revoked",
-                ));
+        if let Some(consumed_at) = record.consumed_at {
+            let grace = seconds(self.config.flavor.reuse_grace(&self.config));
+            let forgiven =
+                grant.last_rotated == Some(digest) && now < consumed_at.saturating_add(grace);
+            if !forgiven {
+                if self.config.reuse_detection {
+                    state.revoke_grant(grant_id);
+                    return Err(TokenError::invalid_grant(
+                        "the refresh token was already used; its grant is revoked",
+                    )
+                    .refused(Refusal::Reused));
+                }
+                return Err(
+                    TokenError::invalid_grant("the refresh token was already used")
+                        .refused(Refusal::Consumed),
+                );
             }
-            return Err(TokenError::invalid_grant(
-                "the refresh token was already used",
-            ));
         }
         if record
             .expires_at
             .is_some_and(|expires_at| now >= expires_at)
         {
-            return Err(TokenError::invalid_grant("the refresh token expired"));
+            let issued_at = record.issued_at;
+            return Err(TokenError::invalid_grant("the refresh token expired")
+                .refused(Refusal::Expired { issued_at, offline }));
         }
         let scope = match requested {
             None => grant.scope.clone(),
@@ -331,7 +367,8 @@ impl Provider {
 
     /// Issues the tokens of a checked refresh. Does not look again at whether the
     /// presented token was consumed meanwhile: in parallel mode, concurrent refreshes
-    /// of one token all succeed, as with storage that has no transactions.
+    /// of one token all succeed, as with storage that has no transactions. A token
+    /// forgiven by the grace period keeps the time and place of its first rotation.
     fn finish_refresh(
         &self,
         state: &mut State,
@@ -339,22 +376,36 @@ impl Provider {
         now: i64,
         access: AccessExpiry,
     ) -> Result<Value, TokenError> {
+        let flavor = self.config.flavor;
         let Some(grant) = state.grants.get_mut(&plan.grant).filter(|g| !g.revoked) else {
-            return Err(TokenError::invalid_grant("the grant was revoked"));
+            let offline = state.grants.get(&plan.grant).is_some_and(Grant::offline);
+            return Err(TokenError::invalid_grant("the grant was revoked")
+                .refused(Refusal::Revoked { offline }));
         };
-        let (refresh_token, refresh_expires_at) = if self.config.rotate_refresh_tokens {
-            if let Some(record) = grant.refresh.get_mut(&plan.presented) {
-                record.consumed = true;
+        let (refresh_token, refresh_expires_at) =
+            if self.config.rotate_refresh_tokens && flavor.rotates() {
+                if let Some(record) = grant.refresh.get_mut(&plan.presented)
+                    && record.consumed_at.is_none()
+                {
+                    record.consumed_at = Some(now);
+                    grant.last_rotated = Some(plan.presented);
+                }
+                let (token, expires_at) = self.mint_refresh(state, plan.grant, now);
+                (Some(token), expires_at)
+            } else {
+                let expires_at = grant
+                    .refresh
+                    .get(&plan.presented)
+                    .and_then(|record| record.expires_at);
+                (None, expires_at)
+            };
+        if flavor.refresh_ends_older_access_tokens() {
+            for record in state.access.values_mut() {
+                if record.grant == plan.grant {
+                    record.revoked = true;
+                }
             }
-            let (token, expires_at) = self.mint_refresh(state, plan.grant, now);
-            (Some(token), expires_at)
-        } else {
-            let expires_at = grant
-                .refresh
-                .get(&plan.presented)
-                .and_then(|record| record.expires_at);
-            (None, expires_at)
-        };
+        }
         Ok(self.respond(
             state,
             plan.grant,
@@ -395,25 +446,28 @@ impl Provider {
             for_client: true,
             revoked: false,
             refresh: HashMap::new(),
+            last_rotated: None,
+            session: random_uuid(),
         });
         Ok(self.respond(&mut state, grant, &scope, now, (None, None), access))
     }
 
     /// A new refresh token for `grant`, and when it expires.
     fn mint_refresh(&self, state: &mut State, grant: GrantId, now: i64) -> (String, Option<i64>) {
-        let token = random_string(32);
+        let flavor = self.config.flavor;
+        let token = format!("{}{}", flavor.refresh_prefix(), random_string(32));
         let digest = Digest::of(&token);
-        let expires_at = self
-            .config
-            .refresh_ttl
-            .map(|ttl| now.saturating_add(seconds(ttl.as_secs())));
+        let offline = state.grants.get(&grant).is_some_and(Grant::offline);
+        let expires_at = flavor
+            .refresh_ttl(&self.config, offline)
+            .map(|ttl| now.saturating_add(seconds(ttl)));
         if let Some(grant) = state.grants.get_mut(&grant) {
             grant.refresh.insert(
                 digest,
                 RefreshRecord {
                     issued_at: now,
                     expires_at,
-                    consumed: false,
+                    consumed_at: None,
                 },
             );
         }
@@ -423,7 +477,7 @@ impl Provider {
 
     /// The token response (RFC 6749 §5.1) for a new access token on `grant_id`,
     /// handing out `refresh`: the refresh token, if any, and when the refresh token
-    /// expires.
+    /// expires. Shaped as the flavor answers.
     fn respond(
         &self,
         state: &mut State,
@@ -443,19 +497,26 @@ impl Provider {
             AccessExpiry::Lifetime => lifetime_ends,
             AccessExpiry::Past => now.saturating_sub(PAST_EXPIRY_SECS),
         };
-        let access_token = self.key.sign(
-            "at+jwt",
-            &json!({
-                "iss": self.issuer,
-                "sub": grant.user,
-                "aud": grant.client_id,
-                "client_id": grant.client_id,
-                "scope": scope_text,
-                "iat": now,
-                "exp": expires_at,
-                "jti": jti,
-            }),
-        );
+        let access_token = match self.config.flavor.opaque_access_prefix() {
+            Some(prefix) => {
+                let token = format!("{prefix}{}", random_string(27));
+                state.opaque_access.insert(Digest::of(&token), jti.clone());
+                token
+            }
+            None => self.key.sign(
+                "at+jwt",
+                &json!({
+                    "iss": self.issuer,
+                    "sub": grant.user,
+                    "aud": grant.client_id,
+                    "client_id": grant.client_id,
+                    "scope": scope_text,
+                    "iat": now,
+                    "exp": expires_at,
+                    "jti": jti,
+                }),
+            ),
+        };
         let mut body = json!({
             "access_token": access_token,
             "token_type": "Bearer",
@@ -487,6 +548,11 @@ impl Provider {
                 )
                 .into();
         }
+        let issued = Issued {
+            offline: grant.offline(),
+            session: &grant.session,
+        };
+        self.config.flavor.shape(&mut body, &issued);
         state.access.insert(
             jti,
             AccessRecord {
@@ -513,6 +579,13 @@ impl Provider {
             });
         }
         let digest = Digest::of(token);
+        if let Some(jti) = state.opaque_access.get(&digest) {
+            let record = state.access.get(jti)?;
+            return Some(Located::Access {
+                jti: jti.clone(),
+                grant: record.grant,
+            });
+        }
         let grant = *state.refresh_owner.get(&digest)?;
         Some(Located::Refresh { digest, grant })
     }
@@ -540,7 +613,7 @@ impl Provider {
             }
             Located::Refresh { digest, .. } => {
                 let record = grant.refresh.get(&digest)?;
-                if record.consumed || record.expires_at.is_some_and(|exp| now >= exp) {
+                if record.consumed_at.is_some() || record.expires_at.is_some_and(|exp| now >= exp) {
                     return None;
                 }
                 let mut claims = json!({
@@ -990,5 +1063,169 @@ mod tests {
         assert!(provider.userinfo_at(&access, T0 + 300).is_none());
         provider.revoke(&access);
         assert!(provider.userinfo_at(&access, T0).is_none());
+    }
+
+    fn flavored(flavor: Flavor) -> Provider {
+        provider(Config::for_flavor(flavor))
+    }
+
+    fn refresh_token_of(response: &Value) -> String {
+        response["refresh_token"].as_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn the_token_rotated_out_last_is_forgiven_within_the_grace_period() {
+        let provider = flavored(Flavor::Okta);
+        let (_, first) = session(&provider, &SessionRequest::default());
+        let second = refresh_token_of(&refresh(&provider, &first, T0 + 1).unwrap());
+
+        let again = refresh(&provider, &first, T0 + 30).unwrap();
+        let forked = refresh_token_of(&again);
+        assert_ne!(forked, second, "a forgiven reuse gets new tokens");
+        assert!(provider.is_active_at(&second, T0 + 30));
+        assert!(provider.is_active_at(&forked, T0 + 30));
+        assert!(
+            !provider.is_active_at(&first, T0 + 30),
+            "a forgiven token is still consumed"
+        );
+
+        let error = refresh(&provider, &first, T0 + 31).unwrap_err();
+        assert_eq!(error.refusal, Some(Refusal::Reused));
+        assert!(!provider.is_active_at(&second, T0 + 31));
+        assert!(!provider.is_active_at(&forked, T0 + 31));
+        assert_eq!(provider.counters().grants_revoked, 1);
+    }
+
+    #[test]
+    fn only_the_token_rotated_out_last_is_forgiven() {
+        let provider = flavored(Flavor::Okta);
+        let (_, first) = session(&provider, &SessionRequest::default());
+        let second = refresh_token_of(&refresh(&provider, &first, T0).unwrap());
+        let third = refresh_token_of(&refresh(&provider, &second, T0 + 1).unwrap());
+        let error = refresh(&provider, &first, T0 + 2).unwrap_err();
+        assert_eq!(error.refusal, Some(Refusal::Reused));
+        assert!(!provider.is_active_at(&third, T0 + 2));
+    }
+
+    #[test]
+    fn without_a_grace_period_reuse_is_refused_at_once() {
+        for flavor in [Flavor::Standard, Flavor::Auth0] {
+            let provider = flavored(flavor);
+            let (_, first) = session(&provider, &SessionRequest::default());
+            refresh(&provider, &first, T0).unwrap();
+            let error = refresh(&provider, &first, T0).unwrap_err();
+            assert_eq!(error.refusal, Some(Refusal::Reused), "{flavor}");
+        }
+    }
+
+    #[test]
+    fn refusals_say_why() {
+        let provider = provider(Config {
+            refresh_ttl: Some(Duration::from_secs(10)),
+            reuse_detection: false,
+            ..Config::default()
+        });
+        let (_, token) = session(&provider, &SessionRequest::default());
+        assert_eq!(
+            refresh(&provider, "nope", T0).unwrap_err().refusal,
+            Some(Refusal::Unknown)
+        );
+        let other = Client::Public("other".to_owned());
+        let error = provider
+            .refresh_at(&other, &token, None, T0, AccessExpiry::Lifetime)
+            .unwrap_err();
+        assert_eq!(error.refusal, Some(Refusal::OtherClient));
+        assert_eq!(
+            refresh(&provider, &token, T0 + 10).unwrap_err().refusal,
+            Some(Refusal::Expired {
+                issued_at: T0,
+                offline: true
+            })
+        );
+        refresh(&provider, &token, T0 + 1).unwrap();
+        assert_eq!(
+            refresh(&provider, &token, T0 + 2).unwrap_err().refusal,
+            Some(Refusal::Consumed)
+        );
+        provider.revoke(&token);
+        assert_eq!(
+            refresh(&provider, &token, T0 + 2).unwrap_err().refusal,
+            Some(Refusal::Revoked { offline: true })
+        );
+    }
+
+    #[test]
+    fn opaque_access_tokens_are_found_by_introspection_and_userinfo() {
+        let provider = flavored(Flavor::GitHub);
+        let response = provider.create_session_at(&SessionRequest::default(), T0);
+        let access = response["access_token"].as_str().unwrap();
+        assert!(access.starts_with("ghu_"), "{access}");
+        assert!(provider.key.verify(access).is_none(), "not a JWT");
+        assert!(
+            response["refresh_token"]
+                .as_str()
+                .unwrap()
+                .starts_with("ghr_")
+        );
+        assert_eq!(provider.introspect_at(access, T0)["sub"], "alice");
+        assert_eq!(provider.userinfo_at(access, T0).unwrap()["sub"], "alice");
+        assert!(!provider.is_active_at(access, T0 + 28_800));
+        assert!(provider.revoke_grant_of(access));
+        assert!(!provider.is_active_at(access, T0));
+    }
+
+    #[test]
+    fn a_github_refresh_ends_the_access_tokens_before_it() {
+        let provider = flavored(Flavor::GitHub);
+        let (old_access, token) = session(&provider, &SessionRequest::default());
+        let response = refresh(&provider, &token, T0 + 1).unwrap();
+        let new_access = response["access_token"].as_str().unwrap();
+        assert!(!provider.is_active_at(&old_access, T0 + 1));
+        assert!(provider.is_active_at(new_access, T0 + 1));
+        assert_eq!(response["refresh_token_expires_in"], 15_897_600);
+    }
+
+    #[test]
+    fn google_never_rotates() {
+        let provider = flavored(Flavor::Google);
+        assert!(provider.config.rotate_refresh_tokens);
+        let (old_access, token) = session(&provider, &SessionRequest::default());
+        assert!(token.starts_with("1//"), "{token}");
+        for at in [T0 + 1, T0 + 2] {
+            let response = refresh(&provider, &token, at).unwrap();
+            assert!(response.get("refresh_token").is_none());
+            assert!(
+                response["access_token"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("ya29.")
+            );
+        }
+        assert!(provider.is_active_at(&token, T0 + 2));
+        assert!(provider.is_active_at(&old_access, T0 + 2));
+    }
+
+    #[test]
+    fn keycloak_bounds_online_sessions_by_the_sso_idle_time() {
+        let provider = flavored(Flavor::Keycloak);
+        let online = SessionRequest {
+            scope: Some("openid profile".to_owned()),
+            ..SessionRequest::default()
+        };
+        let response = provider.create_session_at(&online, T0);
+        assert_eq!(response["refresh_expires_in"], 1800);
+        let token = refresh_token_of(&response);
+        let error = refresh(&provider, &token, T0 + 1800).unwrap_err();
+        assert_eq!(
+            error.refusal,
+            Some(Refusal::Expired {
+                issued_at: T0,
+                offline: false
+            })
+        );
+
+        let offline = provider.create_session_at(&SessionRequest::default(), T0);
+        assert_eq!(offline["refresh_expires_in"], 0);
+        assert!(refresh(&provider, &refresh_token_of(&offline), T0 + 86_400 * 365).is_ok());
     }
 }

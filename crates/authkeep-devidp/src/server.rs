@@ -1,6 +1,7 @@
 //! The provider's HTTP face: routes, request parsing, response shapes and headers, the
 //! admin API, and carrying out the fault plan (latency, dropped and hanging
-//! connections). The OAuth rules themselves live in `provider`.
+//! connections). The OAuth rules themselves live in `provider`; the token endpoint's
+//! errors and encoding follow the flavor (`flavor`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,9 +21,10 @@ use tokio::sync::watch;
 use crate::config::SessionRequest;
 use crate::counters::{GRANT_UNKNOWN, OUTCOME_FAULT, OUTCOME_OK};
 use crate::faults::{FaultAction, FaultKind, Faults, Sent};
+use crate::flavor::{Encoding, form_body};
 use crate::listener::Cut;
 use crate::oauth::{Params, TokenError};
-use crate::provider::{AccessExpiry, Provider};
+use crate::provider::{self, AccessExpiry, Provider};
 
 pub(crate) const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 pub(crate) const JWKS_PATH: &str = "/jwks";
@@ -211,14 +213,17 @@ async fn token(
         }
         Err(error) => Err(error),
     };
+    let flavor = app.provider.flavor();
+    let result = result.map_err(|error| flavor.shape_error(error, provider::now()));
     let outcome = match &result {
         Ok(_) => OUTCOME_OK,
         Err(error) => error.error,
     };
     app.provider.count(|c| c.record_token(&grant_type, outcome));
+    let encoding = flavor.encoding(headers.get(header::ACCEPT));
     match result {
-        Ok(body) => no_store_json(StatusCode::OK, body),
-        Err(error) => token_error(&error),
+        Ok(body) => no_store(StatusCode::OK, body, encoding),
+        Err(error) => token_error_as(&error, encoding),
     }
 }
 
@@ -353,15 +358,33 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 
 /// A JSON answer that caches must not keep (RFC 6749 §5.1).
 fn no_store_json(status: StatusCode, body: Value) -> Response {
+    no_store(status, body, Encoding::Json)
+}
+
+/// An answer that caches must not keep (RFC 6749 §5.1), encoded as asked.
+fn no_store(status: StatusCode, body: Value, encoding: Encoding) -> Response {
     let headers = [
         (header::CACHE_CONTROL, "no-store"),
         (header::PRAGMA, "no-cache"),
     ];
-    (status, headers, Json(body)).into_response()
+    match encoding {
+        Encoding::Json => (status, headers, Json(body)).into_response(),
+        Encoding::Form => {
+            let content_type = [(
+                header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded; charset=utf-8",
+            )];
+            (status, headers, content_type, form_body(&body)).into_response()
+        }
+    }
 }
 
 fn token_error(error: &TokenError) -> Response {
-    let mut response = no_store_json(error.status, error.body());
+    token_error_as(error, Encoding::Json)
+}
+
+fn token_error_as(error: &TokenError, encoding: Encoding) -> Response {
+    let mut response = no_store(error.status, error.body(), encoding);
     if error.status == StatusCode::UNAUTHORIZED {
         response.headers_mut().insert(
             header::WWW_AUTHENTICATE,

@@ -186,6 +186,9 @@ fn login_required(key: &SessionKey, reason: LoginReason, detail: Option<&str>) -
         LoginReason::TokenRejected => format!(
             "a server rejected the access token of session {key}, and the session cannot renew itself"
         ),
+        LoginReason::InteractionRequired => {
+            format!("the provider requires a new sign-in for session {key}{detail}")
+        }
     }
 }
 

@@ -489,7 +489,12 @@ impl<S: Store> Keeper<S> {
                 });
                 let detail = record
                     .and_then(|r| r.health.last_error.as_ref())
-                    .filter(|_| reason == LoginReason::SessionEnded)
+                    .filter(|_| {
+                        matches!(
+                            reason,
+                            LoginReason::SessionEnded | LoginReason::InteractionRequired
+                        )
+                    })
                     .map(|e| e.message.clone());
                 Err(Error::LoginRequired {
                     key: key.clone(),

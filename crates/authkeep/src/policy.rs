@@ -137,6 +137,9 @@ pub enum LoginReason {
     /// A resource server rejected the access token and the session cannot
     /// renew itself.
     TokenRejected,
+    /// The access token has expired, and the provider's last answer said the
+    /// user must sign in again (MFA, consent, re-authentication).
+    InteractionRequired,
     /// The access token expired and the session cannot renew itself.
     ExpiredCannotRenew,
     /// The refresh token itself has expired.
@@ -285,6 +288,20 @@ impl Policy {
                 fallback: false, ..
             } if !demand.force && health.retry_after.is_some_and(|until| now < until) => {
                 Decision::WaitForProvider(health.retry_after.unwrap_or(now))
+            }
+            // The provider said the user must sign in again (MFA, consent,
+            // Google's re-authentication): once the token has expired, asking
+            // again only repeats the answer. A new login clears it; a forced
+            // refresh tries anyway.
+            Decision::Refresh {
+                fallback: false, ..
+            } if !demand.force
+                && health
+                    .last_error
+                    .as_ref()
+                    .is_some_and(|e| e.class == FailureClass::InteractionRequired) =>
+            {
+                Decision::RequireLogin(LoginReason::InteractionRequired)
             }
             decision => decision,
         }
@@ -664,6 +681,28 @@ mod tests {
         );
         expired.health.retry_after = Some(now());
         assert!(matches!(decide(&expired), Refresh { .. }), "it has passed");
+    }
+
+    #[test]
+    fn an_expired_token_after_interaction_required_needs_a_login_without_a_request() {
+        use crate::error::FailureClass;
+        use crate::session::Failure;
+        let mut rec = record("at", Some(-1), 3600, true);
+        rec.health.last_error = Some(Failure {
+            class: FailureClass::InteractionRequired,
+            message: "invalid_rapt".into(),
+            at: now(),
+        });
+        assert_eq!(decide(&rec), RequireLogin(LoginReason::InteractionRequired));
+        let forced = Demand::new().force();
+        assert!(matches!(
+            Policy::default().decide(Some(&rec), forced, now()),
+            Refresh { .. }
+        ));
+        // While the token is valid, the usual back-off applies instead.
+        let mut valid = record("at", Some(100), 3600, true);
+        valid.health = rec.health.clone();
+        assert!(matches!(decide(&valid), Refresh { .. }));
     }
 
     #[test]

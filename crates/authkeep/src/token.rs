@@ -141,6 +141,9 @@ pub struct TokenResponse {
     pub issued_at: Option<Timestamp>,
     /// An explicit refresh token expiry (import records).
     pub refresh_expires_at: Option<Timestamp>,
+    /// Whether the explicit expiry was a Unix time in milliseconds (a number too
+    /// large to be seconds), as JavaScript apps write it.
+    pub expiry_in_milliseconds: bool,
 }
 
 impl TokenResponse {
@@ -149,27 +152,47 @@ impl TokenResponse {
     /// instants (`expires_at`, or `access_token_expires_at` / `expiry` as other
     /// tools write it), empty strings as absent.
     pub fn from_fields(fields: &serde_json::Map<String, serde_json::Value>) -> Self {
-        let text = |name: &str| {
-            fields
-                .get(name)
+        // The first of several names a field goes by: RFC 6749's, then what
+        // other clients write (camelCase in JavaScript apps, `expiry` in Go's
+        // oauth2.Token) and what providers add (GitHub's
+        // `refresh_token_expires_in`).
+        let field = |names: &[&str]| names.iter().find_map(|name| fields.get(*name));
+        let text = |names: &[&str]| {
+            field(names)
                 .and_then(serde_json::Value::as_str)
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned)
         };
-        let instant = |name: &str| fields.get(name).and_then(parse_instant);
+        let instant = |names: &[&str]| field(names).and_then(parse_instant);
+        let expires_at = field(&[
+            "expires_at",
+            "expiresAt",
+            "access_token_expires_at",
+            "expiry",
+        ]);
         Self {
-            access_token: AccessToken::new(text("access_token").unwrap_or_default()),
-            token_type: text("token_type"),
-            expires_in: fields.get("expires_in").and_then(numeric_seconds),
-            refresh_token: text("refresh_token").map(RefreshToken::new),
-            scope: text("scope"),
-            id_token: text("id_token").map(IdToken::new),
-            refresh_expires_in: fields.get("refresh_expires_in").and_then(numeric_seconds),
-            expires_at: instant("expires_at")
-                .or_else(|| instant("access_token_expires_at"))
-                .or_else(|| instant("expiry")),
-            issued_at: instant("issued_at"),
-            refresh_expires_at: instant("refresh_expires_at"),
+            access_token: AccessToken::new(
+                text(&["access_token", "accessToken"]).unwrap_or_default(),
+            ),
+            // RFC 6750 token types are case-insensitive; providers send `bearer`
+            // (GitHub) or `BEARER` as often as `Bearer`.
+            token_type: text(&["token_type", "tokenType"]).map(|t| {
+                if t.eq_ignore_ascii_case("bearer") {
+                    "Bearer".to_owned()
+                } else {
+                    t
+                }
+            }),
+            expires_in: field(&["expires_in", "expiresIn"]).and_then(numeric_seconds),
+            refresh_token: text(&["refresh_token", "refreshToken"]).map(RefreshToken::new),
+            scope: text(&["scope"]),
+            id_token: text(&["id_token", "idToken"]).map(IdToken::new),
+            refresh_expires_in: field(&["refresh_expires_in", "refresh_token_expires_in"])
+                .and_then(numeric_seconds),
+            expires_at: expires_at.and_then(parse_instant),
+            issued_at: instant(&["issued_at", "issuedAt"]),
+            refresh_expires_at: instant(&["refresh_expires_at", "refreshExpiresAt"]),
+            expiry_in_milliseconds: expires_at.is_some_and(is_epoch_milliseconds),
         }
     }
 
@@ -349,17 +372,33 @@ pub(crate) fn numeric_seconds(value: &serde_json::Value) -> Option<i64> {
 /// An instant from an RFC 3339 string or a number of Unix seconds; anything else
 /// is `None` (unknown).
 pub(crate) fn parse_instant(value: &serde_json::Value) -> Option<Timestamp> {
+    let from_number = || {
+        let n = numeric_seconds(value)?;
+        let secs = if n > LATEST_EPOCH_SECONDS {
+            n / 1000
+        } else {
+            n
+        };
+        Timestamp::from_second(secs).ok()
+    };
     match value {
-        serde_json::Value::String(s) => s
-            .trim()
-            .parse::<Timestamp>()
-            .ok()
-            .or_else(|| numeric_seconds(value).and_then(|n| Timestamp::from_second(n).ok())),
-        serde_json::Value::Number(_) => {
-            numeric_seconds(value).and_then(|n| Timestamp::from_second(n).ok())
-        }
+        serde_json::Value::String(s) => s.trim().parse::<Timestamp>().ok().or_else(from_number),
+        serde_json::Value::Number(_) => from_number(),
         _ => None,
     }
+}
+
+/// A Unix time in seconds after this (the year 5000) is read as milliseconds: no
+/// token lives that long, and JavaScript writes its instants in milliseconds.
+const LATEST_EPOCH_SECONDS: i64 = 95_617_584_000;
+
+/// Whether an instant field holds a Unix time in milliseconds.
+fn is_epoch_milliseconds(value: &serde_json::Value) -> bool {
+    let numeric = matches!(value, serde_json::Value::Number(_))
+        || value
+            .as_str()
+            .is_some_and(|s| s.trim().parse::<Timestamp>().is_err());
+    numeric && numeric_seconds(value).is_some_and(|n| n > LATEST_EPOCH_SECONDS)
 }
 
 /// Formats an instant as RFC 3339 UTC with second precision.

@@ -9,9 +9,10 @@ use anyhow::{Context as _, Result, anyhow};
 use authkeep::{
     Client, Demand, Event, FileStore, Keeper, Policy, SessionKey, Stored, TokenResponse,
 };
-use authkeep_devidp::{Config, DevIdp, FaultKind, Faults, SessionRequest};
+use authkeep_devidp::{Config, DevIdp, FaultKind, Faults, Flavor, SessionRequest};
 use jiff::{SignedDuration, Timestamp};
 
+use super::devidp::FlavorArg;
 use crate::names::parse_duration;
 use crate::printer;
 
@@ -20,7 +21,8 @@ use crate::printer;
 /// tokens, reuse detection): tokens served from the store without network, refresh
 /// ahead of expiry with the rotated refresh token saved, eight concurrent callers
 /// sharing one refresh, an outage ridden out, and a count of requests made and
-/// avoided. Needs nothing but a free loopback port; leaves nothing behind.
+/// avoided. `--flavor` makes the provider answer as a real one does. Needs nothing
+/// but a free loopback port; leaves nothing behind.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// How long to run.
@@ -29,6 +31,8 @@ pub struct Args {
     /// Lifetime of the provider's access tokens.
     #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = parse_duration)]
     access_ttl: SignedDuration,
+    #[command(flatten)]
+    flavor: FlavorArg,
 }
 
 /// What the events of one step said.
@@ -48,17 +52,17 @@ pub fn run(args: Args) -> Result<()> {
         return Err(crate::exit::usage("--access-ttl must be at least 4s"));
     }
     let runtime = crate::runtime()?;
-    runtime.block_on(demo(duration, ttl))
+    runtime.block_on(demo(duration, ttl, args.flavor.flavor))
 }
 
-async fn demo(duration: Duration, ttl: Duration) -> Result<()> {
+async fn demo(duration: Duration, ttl: Duration, flavor: Flavor) -> Result<()> {
     let home = tempfile::Builder::new()
         .prefix("authkeep-demo-")
         .tempdir()
         .context("cannot create a temporary home")?;
     let config = Config {
         access_ttl: ttl,
-        ..Config::default()
+        ..Config::for_flavor(flavor)
     };
     let idp = DevIdp::start(SocketAddr::from(([127, 0, 0, 1], 0)), config)
         .await
@@ -94,8 +98,13 @@ async fn demo(duration: Duration, ttl: Duration) -> Result<()> {
         printer::duration(SignedDuration::try_from(duration)?)
     ))?;
     say(&format!(
-        "  provider  {issuer} (access tokens live {}; refresh tokens rotate; reusing one revokes the grant)",
-        printer::duration(SignedDuration::try_from(ttl)?)
+        "  provider  {issuer}, answering as {flavor} (access tokens live {}; {})",
+        printer::duration(SignedDuration::try_from(ttl)?),
+        if flavor.rotates() {
+            "refresh tokens rotate; reusing one revokes the grant"
+        } else {
+            "the refresh token stays the same"
+        }
     ))?;
     say(&format!(
         "  store     {} (a temporary home, removed at the end)",

@@ -5,26 +5,48 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use authkeep_devidp::{ClientConfig, Config, DevIdp};
+use authkeep_devidp::{ClientConfig, Config, DevIdp, Flavor};
+use clap::builder::{PossibleValuesParser, TypedValueParser as _};
 use jiff::SignedDuration;
 
 use crate::exit::usage;
 use crate::names::parse_duration;
 use crate::printer;
 
+/// `--flavor`, for `devidp` and `demo`: which real provider the development identity
+/// provider answers like.
+#[derive(clap::Args, Debug, Clone)]
+pub struct FlavorArg {
+    /// Answer refreshes as this provider does: its error codes and words, status
+    /// codes, response fields, rotation and reuse grace period.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "standard",
+        value_parser = PossibleValuesParser::new(Flavor::ALL.iter().map(|flavor| flavor.name()))
+            .try_map(|name| name.parse::<Flavor>())
+    )]
+    pub flavor: Flavor,
+}
+
 /// Run the development identity provider: OpenID discovery, JWT access tokens,
 /// refresh with rotation and reuse detection, introspection, userinfo, revocation,
-/// admin calls and fault injection. Loopback only; for tests and demos, never
-/// production. The first line on stdout is the issuer URL.
+/// admin calls and fault injection, answering as a real provider would with
+/// `--flavor`. Loopback only; for tests and demos, never production. The first line
+/// on stdout is the issuer URL.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Address to listen on (a loopback address; port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:8765")]
     addr: SocketAddr,
-    /// Lifetime of access tokens.
-    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
-    access_ttl: SignedDuration,
-    /// Lifetime of refresh tokens (default: no expiry).
+    #[command(flatten)]
+    flavor: FlavorArg,
+    /// Lifetime of access tokens [default: the flavor's usual one: 5m for standard and
+    /// keycloak, 8h for github, 59m59s for entra and google, 1h for okta, 24h for auth0].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    access_ttl: Option<SignedDuration>,
+    /// Lifetime of refresh tokens (default: no expiry, unless the flavor's always expire:
+    /// after 184 days for github, 30m for a keycloak session without offline_access).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     refresh_ttl: Option<SignedDuration>,
     /// Keep refresh tokens across refreshes instead of rotating them.
@@ -33,6 +55,10 @@ pub struct Args {
     /// Do not revoke a grant when a consumed refresh token is presented again.
     #[arg(long)]
     no_reuse_detection: bool,
+    /// For how long the refresh token just rotated out may still be presented and is
+    /// answered with new tokens [default: the flavor's: 30s for okta, none otherwise].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    reuse_grace: Option<SignedDuration>,
     /// Process concurrent refreshes of one refresh token in parallel with this
     /// storage latency, as providers with networked storage do (they can split a grant).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -64,13 +90,17 @@ pub fn run(args: Args) -> Result<()> {
             .with_context(|| format!("cannot read the client secret file {}", path.display()))?;
         clients.push(ClientConfig::new(id, secret.trim_end_matches(['\r', '\n'])));
     }
+    let flavor = args.flavor.flavor;
+    let defaults = Config::for_flavor(flavor);
     let config = Config {
-        access_ttl: std_duration(args.access_ttl),
+        access_ttl: args.access_ttl.map_or(defaults.access_ttl, std_duration),
         refresh_ttl: args.refresh_ttl.map(std_duration),
         rotate_refresh_tokens: !args.no_rotation,
         reuse_detection: !args.no_reuse_detection,
+        reuse_grace: args.reuse_grace.map(std_duration),
         parallel_latency: args.parallel_latency.map(std_duration),
         clients,
+        ..defaults
     };
     let runtime = crate::runtime()?;
     runtime.block_on(async {
@@ -80,7 +110,7 @@ pub fn run(args: Args) -> Result<()> {
         let issuer = idp.issuer();
         printer::out(&issuer)?;
         crate::common::stderr_line(&format!(
-            "authkeep devidp: development identity provider at {issuer} (loopback only; never for production)\n\
+            "authkeep devidp: development identity provider at {issuer}, answering as {flavor} (loopback only; never for production)\n\
              \x20 discovery        {issuer}/.well-known/openid-configuration\n\
              \x20 create a session curl -s -X POST {issuer}/admin/sessions -H 'content-type: application/json' -d '{{}}' \\\n\
              \x20                    | authkeep login --issuer {issuer} --client-id authkeep-demo --from-json -\n\

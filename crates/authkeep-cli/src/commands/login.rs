@@ -18,8 +18,11 @@ use crate::printer::{self, Level};
 
 /// Store a session for a profile by importing an OAuth token response (RFC 6749
 /// §5.1 JSON: access_token, token_type, expires_in, refresh_token, scope, id_token,
-/// refresh_expires_in) or a JSON record carrying expires_at (RFC 3339 or Unix
-/// seconds).
+/// refresh_expires_in) or a token file another client wrote: a record carrying
+/// expires_at (RFC 3339, or Unix seconds; milliseconds where it cannot be seconds),
+/// camelCase as JavaScript apps keep it (accessToken, refreshToken, idToken,
+/// expiresAt, tokenType), Go's oauth2.Token (expiry), or Python's Authlib
+/// (expires_at in float seconds).
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
@@ -71,6 +74,15 @@ pub fn run(args: Args, level: Level) -> Result<()> {
     }
     let secret = client_secret(args.client_secret_file.as_deref(), &args.from_json)?;
     let response = parse_import(&read_input(&args.from_json)?, &args.from_json)?;
+    if response.expiry_in_milliseconds {
+        printer::status(
+            level,
+            Level::Normal,
+            &format!(
+                "{key}: the expiry is a Unix time too large for seconds; read it as milliseconds"
+            ),
+        );
+    }
     let mut client = Client::new(args.issuer, args.client_id);
     if let Some(secret) = secret {
         let auth = match args.client_auth {
@@ -210,9 +222,19 @@ fn parse_import(bytes: &[u8], source: &Path) -> Result<TokenResponse> {
             "{name} holds neither an access_token nor a refresh_token"
         )));
     }
-    if map.get("expires_at").is_some_and(|v| !v.is_null()) && response.expires_at.is_none() {
+    let expiry = [
+        "expires_at",
+        "expiresAt",
+        "access_token_expires_at",
+        "expiry",
+    ]
+    .into_iter()
+    .find(|field| map.get(*field).is_some_and(|v| !v.is_null()));
+    if let Some(field) = expiry
+        && response.expires_at.is_none()
+    {
         return Err(usage(format!(
-            "{name}: expires_at is neither an RFC 3339 time nor Unix seconds"
+            "{name}: {field} is neither an RFC 3339 time nor a Unix time"
         )));
     }
     Ok(response)
@@ -249,5 +271,54 @@ mod tests {
         .unwrap();
         assert_eq!(r.expires_in, Some(300));
         assert!(r.refresh_token.is_none());
+    }
+
+    #[test]
+    fn token_files_of_other_clients_are_read() {
+        let at: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        // A JavaScript app's, expiry in epoch milliseconds.
+        let r = parse_import(
+            br#"{"accessToken":"a","refreshToken":"r","idToken":"i","tokenType":"bearer","expiresAt":1767225600000}"#,
+            Path::new("x"),
+        )
+        .unwrap();
+        assert_eq!(r.access_token.expose_secret(), "a");
+        assert_eq!(r.refresh_token.unwrap().expose_secret(), "r");
+        assert_eq!(r.token_type.as_deref(), Some("Bearer"));
+        assert_eq!(r.expires_at, Some(at));
+        assert!(r.expiry_in_milliseconds);
+        // The same as an ISO string.
+        let r = parse_import(
+            br#"{"accessToken":"a","expiresAt":"2026-01-01T00:00:00.000Z"}"#,
+            Path::new("x"),
+        )
+        .unwrap();
+        assert_eq!(r.expires_at, Some(at));
+        assert!(!r.expiry_in_milliseconds);
+        // Go's oauth2.Token, with nanoseconds and an offset.
+        let r = parse_import(
+            br#"{"access_token":"a","token_type":"Bearer","refresh_token":"r","expiry":"2026-01-01T01:00:00.123456789+01:00"}"#,
+            Path::new("x"),
+        )
+        .unwrap();
+        assert_eq!(r.expires_at.map(|t| t.as_second()), Some(at.as_second()));
+        // Authlib: expires_at in float seconds.
+        let r = parse_import(
+            br#"{"access_token":"a","refresh_token":"r","expires_at":1767225600.5}"#,
+            Path::new("x"),
+        )
+        .unwrap();
+        assert_eq!(r.expires_at, Some(at));
+        assert!(!r.expiry_in_milliseconds);
+        // Seconds stay seconds, however far ahead (up to the year 5000).
+        let r = parse_import(
+            br#"{"access_token":"a","expires_at":95617584000}"#,
+            Path::new("x"),
+        )
+        .unwrap();
+        assert!(!r.expiry_in_milliseconds);
+        let err =
+            parse_import(br#"{"accessToken":"a","expiresAt":"soon"}"#, Path::new("x")).unwrap_err();
+        assert!(err.to_string().contains("expiresAt"), "{err}");
     }
 }

@@ -554,13 +554,18 @@ fn matrix(rows: &[Observed]) -> String {
 }
 
 /// Snapshot settings that make a run's output read the same every run:
-/// instants, loopback ports, temporary paths and remaining times replaced.
+/// instants, loopback ports, temporary paths, UUIDs (trace ids) and remaining
+/// times replaced.
 pub fn stable() -> insta::Settings {
     let mut settings = insta::Settings::clone_current();
     settings.set_snapshot_path("snapshots");
     settings.set_prepend_module_to_snapshot(false);
     for (pattern, replacement) in [
-        (r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", "[time]"),
+        (r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}Z", "[time]"),
+        (
+            r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+            "[uuid]",
+        ),
         (r"127\.0\.0\.1:\d+", "127.0.0.1:[port]"),
         (r"/tmp/[^\s;:)`]+", "[path]"),
         (

@@ -10,6 +10,7 @@ use url::Url;
 use crate::session::{Client, ClientAuth};
 
 pub mod discovery;
+mod providers;
 pub mod refresh;
 pub mod response;
 pub mod sanitize;

@@ -173,11 +173,16 @@ fn classify_error(
     fields: &Map<String, Value>,
     description: &str,
 ) -> FailureClass {
+    // Microsoft Entra says what it means with a code of its own.
+    if let Some(class) = super::providers::entra_class(fields, description) {
+        return class;
+    }
     match code {
         "invalid_grant" if signals_interaction(fields, description) => {
             FailureClass::InteractionRequired
         }
         "invalid_grant" => FailureClass::SessionDead,
+        code if super::providers::dead_refresh_token_code(code) => FailureClass::SessionDead,
         "interaction_required"
         | "consent_required"
         | "login_required"
@@ -214,10 +219,6 @@ fn signals_interaction(fields: &Map<String, Value>, description: &str) -> bool {
         "interaction",
         "reauth",
         "re-auth",
-        "aadsts50076",
-        "aadsts50079",
-        "aadsts50158",
-        "aadsts65001",
     ]
     .iter()
     .any(|needle| d.contains(needle))
