@@ -167,9 +167,13 @@ impl Reqwest {
 
     /// A client built for token endpoints.
     pub(crate) fn new(network: &Network) -> Result<Self, TransportError> {
+        // The keeper bounds each network step by `network.timeout` itself and
+        // names it in the failure; the client's own time-out is only a backstop,
+        // a second later, so that the two never race to report one time-out.
+        let backstop = network.timeout.saturating_add(Duration::from_secs(1));
         let client = network
             .client_builder()?
-            .timeout(network.timeout)
+            .timeout(backstop)
             .build()
             .map_err(|e| TransportError::Setup(e.to_string()))?;
         Ok(Self::with_client(client, network))
