@@ -95,11 +95,18 @@ pub fn parse(
         ))
     })?;
     if metadata.issuer != issuer {
-        return Err(DiscoveryError::Invalid(format!(
-            "the provider at {shown} says its issuer is {:?}, not {:?}; use exactly its issuer",
-            display_url(&metadata.issuer),
-            display_url(issuer)
-        )));
+        let (said, asked) = (display_url(&metadata.issuer), display_url(issuer));
+        // The commonest mistake, and the hardest to see: say it plainly.
+        let slash = metadata.issuer.trim_end_matches('/') == issuer.trim_end_matches('/');
+        return Err(DiscoveryError::Invalid(if slash {
+            format!(
+                "the provider at {shown} says its issuer is {said:?}, not {asked:?}: they differ only in the trailing slash, and issuers must match exactly; use {said:?}"
+            )
+        } else {
+            format!(
+                "the provider at {shown} says its issuer is {said:?}, not {asked:?}; use exactly its issuer"
+            )
+        }));
     }
     super::check_endpoint(&metadata.token_endpoint, allow_insecure_http)
         .map_err(DiscoveryError::Endpoint)?;
@@ -133,10 +140,25 @@ mod tests {
     fn issuer_must_match_exactly() {
         let body =
             r#"{"issuer":"https://idp.example/","token_endpoint":"https://idp.example/token"}"#;
-        assert!(matches!(
-            parse("https://idp.example", &answer(200, body), false),
-            Err(DiscoveryError::Invalid(_))
-        ));
+        let Err(DiscoveryError::Invalid(message)) =
+            parse("https://idp.example", &answer(200, body), false)
+        else {
+            panic!("a trailing slash is a mismatch");
+        };
+        assert!(
+            message.contains("differ only in the trailing slash")
+                && message.ends_with(r#"use "https://idp.example/""#),
+            "{message}"
+        );
+        let other =
+            r#"{"issuer":"https://other.example","token_endpoint":"https://idp.example/token"}"#;
+        let message = parse("https://idp.example", &answer(200, other), false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.ends_with("use exactly its issuer") && !message.contains("slash"),
+            "{message}"
+        );
         let m = parse("https://idp.example/", &answer(200, body), false).unwrap();
         assert_eq!(m.token_endpoint, "https://idp.example/token");
     }

@@ -9,10 +9,14 @@ use url::Url;
 
 use crate::session::{Client, ClientAuth};
 
+pub mod authorization;
+pub mod client_credentials;
+pub mod device;
 pub mod discovery;
 mod providers;
 pub mod refresh;
 pub mod response;
+pub mod revocation;
 pub mod sanitize;
 
 pub use discovery::Metadata;
