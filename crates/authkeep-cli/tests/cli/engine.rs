@@ -206,16 +206,18 @@ fn sigterm_while_waiting_for_another_process_ends_at_once() {
     assert_eq!(idp.refreshes(), 0);
 }
 
-/// Runs `authkeep` with stdout connected to a pipe whose reader has gone.
+/// Runs `authkeep` with stdout connected to a pipe whose reader has gone. The
+/// reader is closed before the process starts: closed after, a fast process
+/// could write into the pipe's buffer first.
 fn run_with_closed_stdout(home: &Home, args: &[&str]) -> (i32, String) {
-    let mut child = home
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = home
         .command(args)
-        .stdout(Stdio::piped())
+        .stdout(writer)
         .stderr(Stdio::piped())
-        .spawn()
+        .output()
         .unwrap();
-    drop(child.stdout.take());
-    let output = child.wait_with_output().unwrap();
     (
         output.status.code().unwrap(),
         String::from_utf8(output.stderr).unwrap(),
