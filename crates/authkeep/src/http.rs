@@ -182,12 +182,12 @@ impl Reqwest {
     async fn fetch(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, TransportError> {
         let origin = request.uri().authority().map(|a| a.to_string());
         let request = reqwest::Request::try_from(request)
-            .map_err(|e| TransportError::Failed(describe(&e)))?;
+            .map_err(|e| TransportError::Failed(describe_http_error(&e)))?;
         let mut response = self
             .client
             .execute(request)
             .await
-            .map_err(|e| TransportError::Failed(describe(&e)))?;
+            .map_err(|e| TransportError::Failed(describe_http_error(&e)))?;
         // A caller's client may follow redirects; an answer from another origin
         // is not the endpoint's.
         if response.url().authority() != origin.as_deref().unwrap_or_default() {
@@ -203,7 +203,7 @@ impl Reqwest {
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| TransportError::Failed(describe(&e)))?
+            .map_err(|e| TransportError::Failed(describe_http_error(&e)))?
         {
             if body.len().saturating_add(chunk.len()) > self.max_body_bytes {
                 return Err(TransportError::TooLarge(self.max_body_bytes));
@@ -252,9 +252,11 @@ impl Carrier {
     }
 }
 
-/// Describes a reqwest error in one line without its URL's query or user
-/// information.
-fn describe(error: &reqwest::Error) -> String {
+/// Describes a failed `reqwest` exchange in one line: what went wrong, the URL
+/// (without user information, query or fragment) and the innermost cause. For
+/// programs that call resource servers with the same client and want their
+/// failures told as the keeper tells its own.
+pub fn describe_http_error(error: &reqwest::Error) -> String {
     let what = if error.is_timeout() {
         "timed out"
     } else if error.is_connect() {
@@ -266,18 +268,14 @@ fn describe(error: &reqwest::Error) -> String {
     } else {
         "HTTP error"
     };
-    // Only scheme, host and path: a query or user information in the URL is not
-    // worth the risk of showing.
-    let host = error.url().map(|u| {
+    // A query or user information in the URL is not worth the risk of showing.
+    let shown = error.url().map(|u| {
         let mut u = u.clone();
         u.set_query(None);
-        // Setting these fails only for URLs that cannot have them (no host),
-        // which then carry none to remove.
-        u.set_username("").ok();
-        u.set_password(None).ok();
-        u.to_string()
+        u.set_fragment(None);
+        crate::oauth::display_url(u.as_str())
     });
-    let mut out = match host {
+    let mut out = match shown {
         Some(url) => format!("{what} ({url})"),
         None => what.to_owned(),
     };

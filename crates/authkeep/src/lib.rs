@@ -85,7 +85,7 @@ pub use cache::{CachedToken, TokenReader};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, FailureClass, StoreError};
 pub use events::{ChangeKind, ChangeSink, Event, EventSink, Stored, TokenChange, Unrecorded};
-pub use http::{BoxFuture, Network, Transport, TransportError};
+pub use http::{BoxFuture, Network, Transport, TransportError, describe_http_error};
 pub use keeper::{DEFAULT_LOCK_TIMEOUT, Keeper, KeeperBuilder, Token};
 #[cfg(feature = "middleware")]
 pub use middleware::Bearer;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result};
 use authkeep::oauth::display_url;
 use authkeep::resource::Verdict;
-use authkeep::{FileStore, ResourceAccess};
+use authkeep::{FileStore, ResourceAccess, describe_http_error};
 use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName};
 use reqwest::header::{HeaderValue, LOCATION};
 use reqwest::{Method, StatusCode, Url};
@@ -150,11 +150,11 @@ async fn send(
         let response = request
             .send()
             .await
-            .map_err(|e| RetryLater(describe(&e, &hop.url)))?;
+            .map_err(|e| RetryLater(describe_http_error(&e)))?;
         match exchange.answered(&hop.url, response.status()).await {
             Verdict::Retry => continue,
             Verdict::NotRenewed(error) => {
-                print(response, include, &hop.url).await?;
+                print(response, include).await?;
                 return Err(error.into());
             }
             // `Keep`: the answer stands.
@@ -162,7 +162,7 @@ async fn send(
         }
         let Some(next) = redirect(&hop, &response) else {
             let status = response.status();
-            print(response, include, &hop.url).await?;
+            print(response, include).await?;
             if status.is_client_error() || status.is_server_error() {
                 return Err(ResourceError(format!("{} answered {status}", shown(&hop.url))).into());
             }
@@ -170,7 +170,7 @@ async fn send(
         };
         redirects += 1;
         if redirects > MAX_REDIRECTS {
-            print(response, include, &hop.url).await?;
+            print(response, include).await?;
             return Err(ResourceError(format!(
                 "more than {MAX_REDIRECTS} redirects, the last from {}",
                 shown(&hop.url)
@@ -208,7 +208,7 @@ fn redirect(hop: &Hop, response: &reqwest::Response) -> Option<Hop> {
 
 /// Prints an answer: with `include`, its status line and headers as curl -i
 /// does, then its body as it is.
-async fn print(mut response: reqwest::Response, include: bool, url: &Url) -> Result<()> {
+async fn print(mut response: reqwest::Response, include: bool) -> Result<()> {
     if include {
         let mut head = format!("{:?} {}\r\n", response.version(), response.status()).into_bytes();
         for (name, value) in response.headers() {
@@ -223,7 +223,7 @@ async fn print(mut response: reqwest::Response, include: bool, url: &Url) -> Res
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|e| RetryLater(describe(&e, url)))?
+        .map_err(|e| RetryLater(describe_http_error(&e)))?
     {
         printer::bytes(&chunk)?;
     }
@@ -310,28 +310,6 @@ fn shown(url: &Url) -> String {
     url.set_query(None);
     url.set_fragment(None);
     display_url(url.as_str())
-}
-
-/// A failed exchange with the server in one line, without the URL's query.
-fn describe(error: &reqwest::Error, url: &Url) -> String {
-    let what = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "could not connect"
-    } else if error.is_body() || error.is_decode() {
-        "the connection broke while reading the answer"
-    } else {
-        "the request failed"
-    };
-    let mut cause: &dyn std::error::Error = error;
-    while let Some(source) = cause.source() {
-        cause = source;
-    }
-    if std::ptr::addr_eq(cause, error) {
-        format!("{what} ({})", shown(url))
-    } else {
-        format!("{what} ({}): {cause}", shown(url))
-    }
 }
 
 #[cfg(test)]
