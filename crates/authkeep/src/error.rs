@@ -163,6 +163,17 @@ pub enum Error {
     /// The store failed (including a lock time-out).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A step at the provider other than a refresh failed: discovery at login,
+    /// a login grant, or revocation.
+    #[error("{step} for session {key} failed: {}", failure.summary())]
+    Provider {
+        /// The session.
+        key: SessionKey,
+        /// Which step.
+        step: Step,
+        /// What went wrong, without secrets.
+        failure: ProviderFailure,
+    },
     /// The session's access token holds characters an HTTP header cannot
     /// carry, so it cannot be sent to a resource server.
     #[error("the access token of session {key} cannot be sent in an HTTP header")]
@@ -170,6 +181,29 @@ pub enum Error {
         /// The session.
         key: SessionKey,
     },
+}
+
+/// A step at the provider other than a refresh, named in [`Error::Provider`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Step {
+    /// Reading the provider's metadata (OpenID Connect discovery or RFC 8414).
+    Discovery,
+    /// Obtaining tokens by a login grant (device code, authorization code,
+    /// client credentials).
+    Login,
+    /// Revoking a token (RFC 7009).
+    Revocation,
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Step::Discovery => "discovery",
+            Step::Login => "login",
+            Step::Revocation => "revocation",
+        })
+    }
 }
 
 fn login_required(key: &SessionKey, reason: LoginReason, detail: Option<&str>) -> String {
@@ -218,6 +252,7 @@ impl Error {
                 matches!(class, FailureClass::Transient | FailureClass::SessionDead)
             }
             Error::RetryAfter { .. } => true,
+            Error::Provider { failure, .. } => failure.class == FailureClass::Transient,
             Error::Store(e) => e.is_transient(),
             Error::LoginRequired { .. }
             | Error::NotSaved { .. }
@@ -227,25 +262,24 @@ impl Error {
 
     /// Whether the user must log in (again).
     pub fn is_login_required(&self) -> bool {
-        matches!(
-            self,
-            Error::LoginRequired { .. }
-                | Error::RefreshFailed {
-                    class: FailureClass::InteractionRequired,
-                    ..
-                }
-        )
+        match self {
+            Error::LoginRequired { .. } => true,
+            Error::RefreshFailed { class, .. } => *class == FailureClass::InteractionRequired,
+            Error::Provider { failure, .. } => matches!(
+                failure.class,
+                FailureClass::InteractionRequired | FailureClass::SessionDead
+            ),
+            _ => false,
+        }
     }
 
     /// Whether configuration must change.
     pub fn is_misconfiguration(&self) -> bool {
-        matches!(
-            self,
-            Error::RefreshFailed {
-                class: FailureClass::Misconfiguration,
-                ..
-            }
-        )
+        match self {
+            Error::RefreshFailed { class, .. } => *class == FailureClass::Misconfiguration,
+            Error::Provider { failure, .. } => failure.class == FailureClass::Misconfiguration,
+            _ => false,
+        }
     }
 
     /// The class name a program may show or log (`--json` errors use it).
@@ -258,6 +292,12 @@ impl Error {
                 FailureClass::Transient | FailureClass::SessionDead => "transient",
             },
             Error::RetryAfter { .. } => "transient",
+            Error::Provider { failure, .. } => match failure.class {
+                FailureClass::InteractionRequired => "interaction_required",
+                FailureClass::Misconfiguration => "misconfiguration",
+                FailureClass::SessionDead => "login_required",
+                FailureClass::Transient => "transient",
+            },
             Error::NotSaved { .. } => "not_saved",
             Error::Store(e) => e.class_name(),
             Error::TokenNotSendable { .. } => "token_not_sendable",

@@ -83,7 +83,7 @@ mod token;
 
 pub use cache::{CachedToken, TokenReader};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use error::{Error, FailureClass, StoreError};
+pub use error::{Error, FailureClass, Step, StoreError};
 pub use events::{ChangeKind, ChangeSink, Event, EventSink, Stored, TokenChange, Unrecorded};
 pub use http::{BoxFuture, Network, Transport, TransportError, describe_http_error};
 pub use keeper::{DEFAULT_LOCK_TIMEOUT, Keeper, KeeperBuilder, Token};
