@@ -400,17 +400,33 @@ impl<S: Store> Keeper<S> {
         response: TokenResponse,
         origin: Origin,
     ) -> Result<Versioned, Error> {
-        let store = &self.inner.store;
         let guard = self.lock(key).await?;
+        let now = self.now();
+        self.write_login(&guard, key, client, response, origin, now)
+            .await
+    }
+
+    /// Writes a session obtained by a login or import under the session's lock
+    /// (`guard`), continuing its generation; the token response's lifetimes are
+    /// counted from `at` (when the request was sent, or the import instant).
+    pub(crate) async fn write_login(
+        &self,
+        guard: &S::Guard,
+        key: &SessionKey,
+        client: Client,
+        response: TokenResponse,
+        origin: Origin,
+        at: Timestamp,
+    ) -> Result<Versioned, Error> {
+        let store = &self.inner.store;
         let current = store.load(key).await?;
         let skew = store.issuer_skew(&client.issuer).await?;
-        let now = self.now();
         let mut health = Health::default();
-        health.record_success(truncate(now));
+        health.record_success(truncate(self.now()));
         let record = Record {
             client: Some(client),
             tokens: Some(response.into_token_set(
-                now,
+                at,
                 origin,
                 SignedDuration::from_secs(skew.unwrap_or(0)),
             )),
@@ -418,7 +434,7 @@ impl<S: Store> Keeper<S> {
             clock_skew_secs: skew.filter(|s| *s != 0),
         };
         let generation = store
-            .write(&guard, current.map(|v| v.generation), &record)
+            .write(guard, current.map(|v| v.generation), &record)
             .await?;
         self.changed(key, ChangeKind::LoggedIn, record.tokens.as_ref());
         Ok(Versioned { generation, record })

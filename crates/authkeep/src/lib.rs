@@ -69,6 +69,7 @@ mod events;
 mod http;
 mod keeper;
 mod lock;
+pub mod login;
 #[cfg(feature = "middleware")]
 pub mod middleware;
 pub mod oauth;
@@ -87,6 +88,7 @@ pub use error::{Error, FailureClass, Step, StoreError};
 pub use events::{ChangeKind, ChangeSink, Event, EventSink, Stored, TokenChange, Unrecorded};
 pub use http::{BoxFuture, Network, Transport, TransportError, describe_http_error};
 pub use keeper::{DEFAULT_LOCK_TIMEOUT, Keeper, KeeperBuilder, Token};
+pub use login::{LoggedIn, Loopback, LoopbackError};
 #[cfg(feature = "middleware")]
 pub use middleware::Bearer;
 pub use policy::{Decision, Demand, LoginReason, Policy, SessionState};

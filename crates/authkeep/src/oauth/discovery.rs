@@ -28,6 +28,19 @@ pub struct Metadata {
     /// The revocation endpoint (RFC 7009).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revocation_endpoint: Option<String>,
+    /// The introspection endpoint (RFC 7662).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub introspection_endpoint: Option<String>,
+    /// The PKCE methods the authorization endpoint accepts (RFC 8414 §2); empty
+    /// when the provider does not say.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub code_challenge_methods_supported: Vec<String>,
+    /// Whether authorization responses carry `iss` (RFC 9207 §3).
+    #[serde(default)]
+    pub authorization_response_iss_parameter_supported: bool,
+    /// The grant types the provider supports, when it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_types_supported: Option<Vec<String>>,
 }
 
 /// The discovery document's URL for an issuer: the issuer without a trailing slash,
