@@ -1,0 +1,71 @@
+//! A spinner on stderr for waits the user is part of (a login waiting for
+//! approval), with a line of text that may change as it turns (the time left).
+//! Shown only when stderr is a terminal and `NO_COLOR` is unset; otherwise the
+//! caller's one status line is all there is.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+/// How often the spinner turns.
+const TICK: Duration = Duration::from_millis(120);
+const FRAMES: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+
+/// Whether stderr may carry a spinner.
+pub fn enabled() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+/// A running spinner; [`Spinner::stop`] clears its line. Dropping it stops it
+/// too (on an error or Ctrl-C).
+pub struct Spinner(Option<JoinHandle<()>>);
+
+impl Spinner {
+    /// Starts a spinner whose text `label` gives afresh at each turn, when
+    /// stderr may carry one; otherwise does nothing. Must be called within a
+    /// tokio runtime.
+    pub fn start(label: impl Fn() -> String + Send + 'static) -> Self {
+        if !enabled() {
+            return Self(None);
+        }
+        let task = tokio::spawn(async move {
+            for frame in FRAMES.iter().cycle() {
+                let line = format!("\r\x1b[2K{frame} {}", label());
+                // A terminal that cannot be written to only loses the spinner.
+                let mut stderr = std::io::stderr().lock();
+                if stderr.write_all(line.as_bytes()).and_then(|()| stderr.flush()).is_err() {
+                    return;
+                }
+                drop(stderr);
+                tokio::time::sleep(TICK).await;
+            }
+        });
+        Self(Some(task))
+    }
+
+    /// No spinner at all (for `-q`).
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    /// Stops the spinner and clears its line.
+    pub fn stop(mut self) {
+        self.clear();
+    }
+
+    fn clear(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+            let mut stderr = std::io::stderr().lock();
+            // The line is cosmetic: a failed write leaves it, nothing more.
+            if stderr.write_all(b"\r\x1b[2K").and_then(|()| stderr.flush()).is_err() {}
+        }
+    }
+}
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
