@@ -75,6 +75,7 @@
 
 #![warn(missing_docs)]
 
+mod authorize;
 mod config;
 mod counters;
 mod faults;
@@ -82,6 +83,7 @@ mod flavor;
 mod jwt;
 mod listener;
 mod oauth;
+mod pages;
 mod provider;
 mod server;
 
@@ -170,6 +172,28 @@ impl DevIdp {
     /// expire; shaped as the configured [`Flavor`] answers.
     pub fn create_session(&self, request: &SessionRequest) -> serde_json::Value {
         self.provider.create_session(request)
+    }
+
+    /// Approves the pending device authorization with this user code (in any case,
+    /// with or without its dash) for `user` (`alice` when empty), as the verification
+    /// page at `/device` does. False if the code is unknown, expired, exchanged or
+    /// already answered, or the user name is longer than 64 characters or holds
+    /// control characters.
+    pub fn approve_device(&self, user_code: &str, user: &str) -> bool {
+        let Some(user) = provider::login::login_user(Some(user)) else {
+            return false;
+        };
+        let decision = provider::login::Decision::Approved { user };
+        self.provider.decide_device(user_code, decision).is_ok()
+    }
+
+    /// Denies the pending device authorization with this user code, as the
+    /// verification page does; false if the code is unknown, expired, exchanged or
+    /// already answered.
+    pub fn deny_device(&self, user_code: &str) -> bool {
+        self.provider
+            .decide_device(user_code, provider::login::Decision::Denied)
+            .is_ok()
     }
 
     /// A snapshot of the request counters.
