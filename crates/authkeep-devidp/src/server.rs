@@ -653,6 +653,53 @@ mod tests {
     }
 
     #[test]
+    fn pages_are_html_that_loads_nothing_and_is_never_cached_or_framed() {
+        let response = html(StatusCode::OK, "<p>x</p>");
+        let headers = response.headers();
+        assert_eq!(headers[header::CONTENT_TYPE], "text/html; charset=utf-8");
+        assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+        let policy = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(policy.contains("default-src 'none'") && policy.contains("frame-ancestors 'none'"));
+    }
+
+    #[test]
+    fn form_fields_are_taken_once_and_repeats_refused() {
+        let mut pairs = vec![
+            ("action".to_owned(), "approve".to_owned()),
+            ("client_id".to_owned(), "cli".to_owned()),
+        ];
+        assert_eq!(take(&mut pairs, "action"), Ok(Some("approve".to_owned())));
+        assert_eq!(pairs, [("client_id".to_owned(), "cli".to_owned())]);
+        assert_eq!(take(&mut pairs, "user"), Ok(None));
+        pairs.push(("user".to_owned(), "a".to_owned()));
+        pairs.push(("user".to_owned(), "b".to_owned()));
+        assert_eq!(
+            take(&mut pairs, "user"),
+            Err("parameter user is repeated".to_owned())
+        );
+    }
+
+    #[test]
+    fn discovery_advertises_the_login_grants_and_iss() {
+        let document = discovery_document("http://127.0.0.1:8080");
+        let grants = document["grant_types_supported"].as_array().unwrap();
+        assert!(grants.contains(&json!("authorization_code")));
+        assert!(grants.contains(&json!(DEVICE_CODE_GRANT)));
+        assert_eq!(
+            document["authorization_response_iss_parameter_supported"],
+            true
+        );
+        assert_eq!(
+            document["code_challenge_methods_supported"],
+            json!(["S256"])
+        );
+        assert_eq!(
+            document["device_authorization_endpoint"],
+            "http://127.0.0.1:8080/device"
+        );
+    }
+
+    #[test]
     fn invalid_client_carries_a_basic_challenge() {
         let response = token_error(&TokenError::invalid_client("no"));
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
