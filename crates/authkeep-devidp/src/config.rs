@@ -57,6 +57,13 @@ pub struct Config {
     /// Registered confidential clients. A `client_id` not listed here is accepted as a
     /// public client, and any secret it sends is ignored.
     pub clients: Vec<ClientConfig>,
+    /// How long a device code and its user code live (RFC 8628 `expires_in`; default
+    /// 600 s). Counted in whole seconds.
+    pub device_code_ttl: Duration,
+    /// The least time between two polls of one device code (RFC 8628 `interval`;
+    /// default 5 s). A poll sooner is answered `slow_down` and adds 5 s to that device
+    /// code's interval. Counted in whole seconds; tests that poll for real want 1 s.
+    pub device_interval: Duration,
 }
 
 impl Default for Config {
@@ -78,6 +85,8 @@ impl Config {
             reuse_grace: None,
             parallel_latency: None,
             clients: Vec::new(),
+            device_code_ttl: Duration::from_secs(600),
+            device_interval: Duration::from_secs(5),
         }
     }
 
@@ -193,6 +202,8 @@ mod tests {
         assert_eq!(config.parallel_latency, None);
         assert!(config.clients.is_empty());
         assert_eq!(config.flavor, Flavor::Standard);
+        assert_eq!(config.device_code_ttl, Duration::from_secs(600));
+        assert_eq!(config.device_interval, Duration::from_secs(5));
     }
 
     #[test]

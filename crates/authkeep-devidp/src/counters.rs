@@ -17,7 +17,8 @@ pub const GRANT_UNKNOWN: &str = "unknown";
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Counters {
     /// Token requests by `grant_type` (`"unknown"` when absent), then by outcome:
-    /// `"ok"`, `"fault"`, or the OAuth error code answered (`"invalid_grant"`, …).
+    /// `"ok"`, `"fault"`, or the OAuth error code answered (`"invalid_grant"`, …; a
+    /// device code poll that waits is `"authorization_pending"` or `"slow_down"`).
     pub token_requests: BTreeMap<String, BTreeMap<String, u64>>,
     /// Discovery document requests.
     pub discovery_requests: u64,
@@ -29,6 +30,16 @@ pub struct Counters {
     pub revocation_requests: u64,
     /// Grants revoked, by reuse detection, revocation or an admin call; a grant counts once.
     pub grants_revoked: u64,
+    /// Device authorization requests (RFC 8628 §3.1), answered or refused.
+    #[serde(default)]
+    pub device_authorization_requests: u64,
+    /// Requests to the authorization endpoint: consent pages shown and consent forms
+    /// posted.
+    #[serde(default)]
+    pub authorization_requests: u64,
+    /// Requests for the device verification page and posts of its form.
+    #[serde(default)]
+    pub device_verification_requests: u64,
 }
 
 impl Counters {

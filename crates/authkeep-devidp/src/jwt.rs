@@ -83,6 +83,20 @@ pub(crate) fn random_string(bytes: usize) -> String {
     URL_SAFE_NO_PAD.encode(buffer)
 }
 
+/// The letters of user codes: consonants only, without ones easily mistaken for
+/// another (no vowels, so no words; no Y), as RFC 8628 §6.1 suggests.
+pub(crate) const USER_CODE_ALPHABET: &[u8] = b"BCDFGHJKLMNPQRSTVWXZ";
+/// How many letters a user code has.
+pub(crate) const USER_CODE_LETTERS: usize = 8;
+
+/// A random user code of [`USER_CODE_LETTERS`] letters from [`USER_CODE_ALPHABET`],
+/// without the dash it is shown with.
+pub(crate) fn random_user_code() -> String {
+    (0..USER_CODE_LETTERS)
+        .map(|_| char::from(USER_CODE_ALPHABET[fastrand::usize(..USER_CODE_ALPHABET.len())]))
+        .collect()
+}
+
 /// A random version 4 UUID in its hyphenated lowercase form, as providers write their
 /// session, trace and correlation identifiers.
 pub(crate) fn random_uuid() -> String {
@@ -157,6 +171,19 @@ mod tests {
             a.bytes()
                 .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
         );
+    }
+
+    #[test]
+    fn user_codes_use_only_the_unambiguous_letters() {
+        let code = random_user_code();
+        assert_eq!(code.len(), USER_CODE_LETTERS);
+        assert!(
+            code.bytes().all(|c| USER_CODE_ALPHABET.contains(&c)),
+            "{code}"
+        );
+        let codes: std::collections::HashSet<String> =
+            (0..50).map(|_| random_user_code()).collect();
+        assert!(codes.len() > 45, "user codes repeat too often");
     }
 
     #[test]

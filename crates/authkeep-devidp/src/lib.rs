@@ -36,6 +36,10 @@
 //! change a normal answer instead of replacing it: an access token that has already
 //! expired, a discovery document whose token endpoint is too long to use.
 //!
+//! The login flows need no browser: a test GETs `/device` or `/authorize` and posts
+//! the form back, or calls [`DevIdp::approve_device`]. Authorization codes and device
+//! codes are single-use and stored as digests, like refresh tokens.
+//!
 //! Every HTTP request is counted ([`Counters`]), token requests by grant type and
 //! outcome, so a test can assert how much traffic a client caused.
 //!
@@ -51,12 +55,14 @@
 //! | path | what |
 //! |---|---|
 //! | `GET /.well-known/openid-configuration` | discovery |
-//! | `POST /token` | `refresh_token` and `client_credentials` grants (RFC 6749) |
+//! | `POST /token` | `authorization_code` (PKCE S256), `refresh_token`, `client_credentials` (RFC 6749) and device code (RFC 8628) grants |
 //! | `POST /introspect` | introspection (RFC 7662), no client authentication |
 //! | `GET`/`POST /userinfo` | claims for a bearer access token |
 //! | `POST /revoke` | revocation (RFC 7009): a refresh token takes its grant along |
 //! | `GET /jwks` | an empty key set (HS256 keys are not published) |
-//! | `/authorize`, `/device` | advertised, answer 501 for now |
+//! | `GET`/`POST /authorize` | consent page; approving redirects with `code`, `state`, `iss` |
+//! | `POST /device` | device authorization (RFC 8628 §3.1) |
+//! | `GET /device`, `POST /device` with `action` | the verification page and its form |
 //! | `POST /admin/sessions` | a grant without a browser ([`SessionRequest`] as JSON) |
 //! | `GET /admin/counters` | [`Counters`] as JSON |
 //! | `POST`/`DELETE /admin/faults` | replace ([`Faults`] as JSON) or clear the fault plan |
@@ -66,7 +72,10 @@
 //!
 //! - `config`: [`Config`], [`ClientConfig`], [`SessionRequest`].
 //! - `flavor`: [`Flavor`]: each real provider's rules, words and answer shapes.
-//! - `provider`: grants, tokens, rotation, reuse detection, revocation, introspection.
+//! - `provider`: grants, tokens, rotation, reuse detection, revocation, introspection;
+//!   `provider::login`: pending device authorizations and authorization codes.
+//! - `authorize`: authorization requests, loopback redirect URIs, redirects.
+//! - `pages`: the HTML of the verification, consent and error pages.
 //! - `oauth`: form parameters, scopes, client authentication, token-endpoint errors.
 //! - `jwt`: HS256 signing and verification, random token strings.
 //! - `faults`: [`Faults`], [`FaultKind`] and what each looks like on the wire.
@@ -75,6 +84,7 @@
 
 #![warn(missing_docs)]
 
+mod authorize;
 mod config;
 mod counters;
 mod faults;
@@ -82,6 +92,7 @@ mod flavor;
 mod jwt;
 mod listener;
 mod oauth;
+mod pages;
 mod provider;
 mod server;
 
@@ -170,6 +181,28 @@ impl DevIdp {
     /// expire; shaped as the configured [`Flavor`] answers.
     pub fn create_session(&self, request: &SessionRequest) -> serde_json::Value {
         self.provider.create_session(request)
+    }
+
+    /// Approves the pending device authorization with this user code (in any case,
+    /// with or without its dash) for `user` (`alice` when empty), as the verification
+    /// page at `/device` does. False if the code is unknown, expired, exchanged or
+    /// already answered, or the user name is longer than 64 characters or holds
+    /// control characters.
+    pub fn approve_device(&self, user_code: &str, user: &str) -> bool {
+        let Some(user) = provider::login::login_user(Some(user)) else {
+            return false;
+        };
+        let decision = provider::login::Decision::Approved { user };
+        self.provider.decide_device(user_code, decision).is_ok()
+    }
+
+    /// Denies the pending device authorization with this user code, as the
+    /// verification page does; false if the code is unknown, expired, exchanged or
+    /// already answered.
+    pub fn deny_device(&self, user_code: &str) -> bool {
+        self.provider
+            .decide_device(user_code, provider::login::Decision::Denied)
+            .is_ok()
     }
 
     /// A snapshot of the request counters.

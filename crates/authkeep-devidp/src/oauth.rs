@@ -139,6 +139,30 @@ impl TokenError {
         )
     }
 
+    /// RFC 8628 §3.5: the user has not answered yet; poll again after the interval.
+    pub(crate) fn authorization_pending(description: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "authorization_pending",
+            description,
+        )
+    }
+
+    /// RFC 8628 §3.5: polled too soon; the interval grows by 5 s.
+    pub(crate) fn slow_down(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "slow_down", description)
+    }
+
+    /// RFC 8628 §3.5: the user denied the request.
+    pub(crate) fn access_denied(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "access_denied", description)
+    }
+
+    /// RFC 8628 §3.5: the device code expired before it was exchanged.
+    pub(crate) fn expired_token(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "expired_token", description)
+    }
+
     pub(crate) fn body(&self) -> Value {
         let mut body = self.extra.clone();
         body.insert("error".to_owned(), self.error.into());
@@ -294,7 +318,7 @@ fn hex(byte: u8) -> Option<u8> {
 }
 
 /// Compares secrets in time that depends only on their lengths.
-fn constant_time_eq(a: &str, b: &str) -> bool {
+pub(crate) fn constant_time_eq(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
             .zip(b.bytes())

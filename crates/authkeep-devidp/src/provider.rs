@@ -5,7 +5,10 @@
 //!
 //! Everything sits behind one `std` mutex that is never held across a wait. Each
 //! operation reads the clock once; the `_at` variants take `now` (Unix seconds) so
-//! tests can move time. Refresh tokens are kept only as SHA-256 digests.
+//! tests can move time. Refresh tokens are kept only as SHA-256 digests. The login
+//! flows (device authorization, authorization codes) live in `login`.
+
+pub(crate) mod login;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -20,6 +23,7 @@ use crate::faults::Faults;
 use crate::flavor::{Flavor, Issued, Refusal};
 use crate::jwt::{SigningKey, random_string, random_uuid};
 use crate::oauth::{self, Client, OFFLINE_ACCESS, Params, Scope, TokenError};
+use login::{DEVICE_CODE_GRANT, Logins};
 
 /// How far before its issue an access token of [`AccessExpiry::Past`] expired.
 const PAST_EXPIRY_SECS: i64 = 60;
@@ -48,7 +52,8 @@ pub(crate) struct Provider {
 
 type GrantId = u64;
 
-/// SHA-256 of a refresh token: what the provider remembers instead of the token.
+/// SHA-256 of a refresh token, device code or authorization code: what the provider
+/// remembers instead of the secret.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 struct Digest([u8; 32]);
 
@@ -75,6 +80,7 @@ struct State {
     next_grant: GrantId,
     counters: Counters,
     faults: Faults,
+    logins: Logins,
 }
 
 /// One authorization: a user (or, for client credentials, a client) and what it may do.
@@ -266,8 +272,14 @@ impl Provider {
             "client_credentials" => {
                 self.client_credentials_at(&client, params.get("scope"), now(), access)
             }
+            "authorization_code" => self.code_token_at(&client, params, now(), access),
+            DEVICE_CODE_GRANT => {
+                let device_code = params.require("device_code")?;
+                self.device_token_at(&client, device_code, now(), access)
+            }
             _ => Err(TokenError::unsupported_grant_type(
-                "this provider supports refresh_token and client_credentials",
+                "this provider supports authorization_code, refresh_token, client_credentials \
+                 and urn:ietf:params:oauth:grant-type:device_code",
             )),
         }
     }

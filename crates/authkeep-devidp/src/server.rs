@@ -1,14 +1,15 @@
 //! The provider's HTTP face: routes, request parsing, response shapes and headers, the
-//! admin API, and carrying out the fault plan (latency, dropped and hanging
-//! connections). The OAuth rules themselves live in `provider`; the token endpoint's
-//! errors and encoding follow the flavor (`flavor`).
+//! login pages and redirects, the admin API, and carrying out the fault plan (latency,
+//! dropped and hanging connections). The OAuth rules themselves live in `provider` and
+//! `authorize`, the pages' markup in `pages`; the token endpoint's errors and encoding
+//! follow the flavor (`flavor`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::rejection::FormRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Form, State};
+use axum::extract::rejection::{FormRejection, QueryRejection};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Form, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,18 +19,23 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use crate::authorize::{AuthorizeRequest, Redirect, Refused};
 use crate::config::SessionRequest;
 use crate::counters::{GRANT_UNKNOWN, OUTCOME_FAULT, OUTCOME_OK};
 use crate::faults::{FaultAction, FaultKind, Faults, Sent};
 use crate::flavor::{Encoding, form_body};
 use crate::listener::Cut;
 use crate::oauth::{Params, TokenError};
+use crate::pages;
+use crate::provider::login::{DEVICE_CODE_GRANT, Decision, DecisionRefused, login_user};
 use crate::provider::{self, AccessExpiry, Provider};
 
 pub(crate) const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 pub(crate) const JWKS_PATH: &str = "/jwks";
 pub(crate) const AUTHORIZE_PATH: &str = "/authorize";
-pub(crate) const DEVICE_PATH: &str = "/device";
+/// The device authorization endpoint (RFC 8628 §3.1) and, for a form that carries
+/// `action`, the verification page's answer: one path, as the page is `GET` of it.
+pub(crate) const DEVICE_PATH: &str = provider::login::VERIFICATION_PATH;
 pub(crate) const TOKEN_PATH: &str = "/token";
 pub(crate) const INTROSPECT_PATH: &str = "/introspect";
 pub(crate) const USERINFO_PATH: &str = "/userinfo";
@@ -41,8 +47,11 @@ const BODY_LIMIT: usize = 64 * 1024;
 const GRANT_LABEL_MAX: usize = 64;
 /// The challenge every 401 of the token endpoint carries.
 const BASIC_CHALLENGE: &str = r#"Basic realm="authkeep-devidp""#;
+/// What the login pages may load and who may frame them: nothing and no one.
+const PAGE_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'";
 
 type FormBody = Result<Form<Vec<(String, String)>>, FormRejection>;
+type QueryPairs = Result<Query<Vec<(String, String)>>, QueryRejection>;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -56,8 +65,8 @@ pub(crate) fn router(provider: Arc<Provider>, shutdown: watch::Receiver<bool>) -
     Router::new()
         .route(DISCOVERY_PATH, get(discovery))
         .route(JWKS_PATH, get(jwks))
-        .route(AUTHORIZE_PATH, get(not_implemented).post(not_implemented))
-        .route(DEVICE_PATH, post(not_implemented))
+        .route(AUTHORIZE_PATH, get(authorize_page).post(authorize_answer))
+        .route(DEVICE_PATH, get(device_page).post(device_post))
         .route(TOKEN_PATH, post(token))
         .route(INTROSPECT_PATH, post(introspect))
         .route(USERINFO_PATH, get(userinfo).post(userinfo))
@@ -85,8 +94,15 @@ pub(crate) fn discovery_document(issuer: &str) -> Value {
         "userinfo_endpoint": at(USERINFO_PATH),
         "revocation_endpoint": at(REVOKE_PATH),
         "jwks_uri": at(JWKS_PATH),
-        "grant_types_supported": ["refresh_token", "client_credentials"],
+        "grant_types_supported": [
+            "authorization_code",
+            "refresh_token",
+            "client_credentials",
+            DEVICE_CODE_GRANT,
+        ],
         "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "authorization_response_iss_parameter_supported": true,
         "subject_types_supported": ["public"],
         "scopes_supported": ["openid", "profile", "offline_access"],
         "claims_supported": ["sub", "name", "preferred_username"],
@@ -168,12 +184,174 @@ async fn jwks() -> Json<Value> {
     Json(json!({ "keys": [] }))
 }
 
-async fn not_implemented() -> Response {
-    let body = json!({
-        "error": "not_implemented",
-        "error_description": "this endpoint is not implemented yet; use /admin/sessions",
+/// `GET` of the authorization endpoint: the consent page, or why the request is refused.
+async fn authorize_page(State(app): State<App>, query: QueryPairs) -> Response {
+    app.provider.count(|c| c.authorization_requests += 1);
+    let Ok(Query(pairs)) = query else {
+        return html(
+            StatusCode::BAD_REQUEST,
+            &pages::problem(SIGN_IN_REFUSED, "the query string is malformed"),
+        );
+    };
+    match AuthorizeRequest::parse(pairs, app.provider.issuer()) {
+        Ok(request) => html(StatusCode::OK, &pages::consent(AUTHORIZE_PATH, &request)),
+        Err(refused) => refused_authorization(&refused),
+    }
+}
+
+const SIGN_IN_REFUSED: &str = "Sign-in request refused";
+
+/// `POST` of the consent form: the request's parameters again, `user` and `action`.
+/// Approving redirects with a code, denying with `access_denied`.
+async fn authorize_answer(State(app): State<App>, form: FormBody) -> Response {
+    app.provider.count(|c| c.authorization_requests += 1);
+    let Ok(Form(mut pairs)) = form else {
+        return html(
+            StatusCode::BAD_REQUEST,
+            &pages::problem(SIGN_IN_REFUSED, "the form is malformed or too large"),
+        );
+    };
+    let answer = match (take(&mut pairs, "action"), take(&mut pairs, "user")) {
+        (Ok(action), Ok(user)) => (action, user),
+        (Err(problem), _) | (_, Err(problem)) => {
+            return html(
+                StatusCode::BAD_REQUEST,
+                &pages::problem(SIGN_IN_REFUSED, &problem),
+            );
+        }
+    };
+    let issuer = app.provider.issuer();
+    let request = match AuthorizeRequest::parse(pairs, issuer) {
+        Ok(request) => request,
+        Err(refused) => return refused_authorization(&refused),
+    };
+    match answer {
+        (Some(action), user) if action == "approve" => match login_user(user.as_deref()) {
+            Some(user) => {
+                redirect(&request.approved(&app.provider.issue_code(&request, &user), issuer))
+            }
+            None => html(
+                StatusCode::BAD_REQUEST,
+                &pages::problem(SIGN_IN_REFUSED, USER_REFUSED),
+            ),
+        },
+        (Some(action), _) if action == "deny" => redirect(&request.denied(issuer)),
+        _ => html(
+            StatusCode::BAD_REQUEST,
+            &pages::problem(SIGN_IN_REFUSED, "choose Approve or Deny"),
+        ),
+    }
+}
+
+const USER_REFUSED: &str =
+    "the user name must have at most 64 characters and no control characters";
+
+/// Removes every `name` pair from `pairs`: its one value, or why it cannot be used.
+fn take(pairs: &mut Vec<(String, String)>, name: &str) -> Result<Option<String>, String> {
+    let mut found = Vec::new();
+    pairs.retain(|(key, value)| {
+        if key == name {
+            found.push(value.clone());
+        }
+        key != name
     });
-    (StatusCode::NOT_IMPLEMENTED, Json(body)).into_response()
+    match found.len() {
+        0 => Ok(None),
+        1 => Ok(found.pop()),
+        _ => Err(format!("parameter {name} is repeated")),
+    }
+}
+
+fn refused_authorization(refused: &Refused) -> Response {
+    match refused {
+        Refused::Shown(problem) => html(
+            StatusCode::BAD_REQUEST,
+            &pages::problem(SIGN_IN_REFUSED, problem),
+        ),
+        Refused::Redirected(to) => redirect(to),
+    }
+}
+
+/// `GET /device`: the verification page, its code pre-filled from `?user_code=`.
+async fn device_page(State(app): State<App>, query: QueryPairs) -> Response {
+    app.provider.count(|c| c.device_verification_requests += 1);
+    let Ok(Query(pairs)) = query else {
+        return html(
+            StatusCode::BAD_REQUEST,
+            &pages::problem(CODE_REFUSED, "the query string is malformed"),
+        );
+    };
+    let user_code = pairs
+        .iter()
+        .find(|(name, _)| name == "user_code")
+        .map_or("", |(_, value)| value.as_str());
+    html(StatusCode::OK, &pages::device_form(DEVICE_PATH, user_code))
+}
+
+const CODE_REFUSED: &str = "Code not accepted";
+
+/// `POST /device`: the verification form when it carries `action` (its buttons always
+/// send one), else a device authorization request (RFC 8628 §3.1), which never does.
+async fn device_post(State(app): State<App>, headers: HeaderMap, form: FormBody) -> Response {
+    match form {
+        Ok(Form(pairs)) if pairs.iter().any(|(name, _)| name == "action") => {
+            device_answer(&app, pairs)
+        }
+        form => {
+            app.provider.count(|c| c.device_authorization_requests += 1);
+            let answer = form_params(form).and_then(|params| {
+                app.provider
+                    .authorize_device(&params, headers.get(header::AUTHORIZATION))
+            });
+            match answer {
+                Ok(body) => no_store_json(StatusCode::OK, body),
+                Err(error) => token_error(&error),
+            }
+        }
+    }
+}
+
+/// The verification form's answer: approve or deny the device authorization whose
+/// user code was typed.
+fn device_answer(app: &App, pairs: Vec<(String, String)>) -> Response {
+    app.provider.count(|c| c.device_verification_requests += 1);
+    let refused = |problem: &str| {
+        html(
+            StatusCode::BAD_REQUEST,
+            &pages::problem(CODE_REFUSED, problem),
+        )
+    };
+    let params = match Params::from_pairs(pairs) {
+        Ok(params) => params,
+        Err(name) => return refused(&format!("parameter {name} is repeated")),
+    };
+    let typed = params.get("user_code").unwrap_or_default();
+    let decision = match params.get("action") {
+        Some("approve") => match login_user(params.get("user")) {
+            Some(user) => Decision::Approved { user },
+            None => return refused(USER_REFUSED),
+        },
+        Some("deny") => Decision::Denied,
+        _ => return refused("choose Approve or Deny"),
+    };
+    let approved_for = match &decision {
+        Decision::Approved { user } => Some(user.clone()),
+        _ => None,
+    };
+    match app.provider.decide_device(typed, decision) {
+        Ok(shown) => html(
+            StatusCode::OK,
+            &pages::device_done(&shown, approved_for.as_deref()),
+        ),
+        Err(DecisionRefused::Unknown) => html(
+            StatusCode::BAD_REQUEST,
+            &pages::unknown_user_code(typed, "is unknown or has expired"),
+        ),
+        Err(DecisionRefused::Decided) => html(
+            StatusCode::BAD_REQUEST,
+            &pages::unknown_user_code(typed, "was already answered"),
+        ),
+    }
 }
 
 async fn token(
@@ -356,6 +534,37 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
+/// A login page that caches must not keep, that loads nothing and cannot be framed.
+fn html(status: StatusCode, page: &str) -> Response {
+    let headers = [
+        (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+        (header::CACHE_CONTROL, "no-store"),
+        (header::CONTENT_SECURITY_POLICY, PAGE_POLICY),
+        (header::REFERRER_POLICY, "no-referrer"),
+    ];
+    (status, headers, page.to_owned()).into_response()
+}
+
+/// A 302 to the client's redirect URI (RFC 6749 §4.1.2).
+fn redirect(to: &Redirect) -> Response {
+    match HeaderValue::from_str(to.location()) {
+        Ok(location) => {
+            let no_store = HeaderValue::from_static("no-store");
+            let headers = [
+                (header::LOCATION, location),
+                (header::CACHE_CONTROL, no_store),
+            ];
+            (StatusCode::FOUND, headers).into_response()
+        }
+        // A parsed URL serialises to visible ASCII, so this is not expected; say so
+        // rather than send a broken redirect.
+        Err(_) => html(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &pages::problem(SIGN_IN_REFUSED, "the redirect URI cannot be sent back"),
+        ),
+    }
+}
+
 /// A JSON answer that caches must not keep (RFC 6749 §5.1).
 fn no_store_json(status: StatusCode, body: Value) -> Response {
     no_store(status, body, Encoding::Json)
@@ -441,6 +650,53 @@ mod tests {
         assert_eq!(bearer_token(&headers), None);
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer "));
         assert_eq!(bearer_token(&headers), None);
+    }
+
+    #[test]
+    fn pages_are_html_that_loads_nothing_and_is_never_cached_or_framed() {
+        let response = html(StatusCode::OK, "<p>x</p>");
+        let headers = response.headers();
+        assert_eq!(headers[header::CONTENT_TYPE], "text/html; charset=utf-8");
+        assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+        let policy = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(policy.contains("default-src 'none'") && policy.contains("frame-ancestors 'none'"));
+    }
+
+    #[test]
+    fn form_fields_are_taken_once_and_repeats_refused() {
+        let mut pairs = vec![
+            ("action".to_owned(), "approve".to_owned()),
+            ("client_id".to_owned(), "cli".to_owned()),
+        ];
+        assert_eq!(take(&mut pairs, "action"), Ok(Some("approve".to_owned())));
+        assert_eq!(pairs, [("client_id".to_owned(), "cli".to_owned())]);
+        assert_eq!(take(&mut pairs, "user"), Ok(None));
+        pairs.push(("user".to_owned(), "a".to_owned()));
+        pairs.push(("user".to_owned(), "b".to_owned()));
+        assert_eq!(
+            take(&mut pairs, "user"),
+            Err("parameter user is repeated".to_owned())
+        );
+    }
+
+    #[test]
+    fn discovery_advertises_the_login_grants_and_iss() {
+        let document = discovery_document("http://127.0.0.1:8080");
+        let grants = document["grant_types_supported"].as_array().unwrap();
+        assert!(grants.contains(&json!("authorization_code")));
+        assert!(grants.contains(&json!(DEVICE_CODE_GRANT)));
+        assert_eq!(
+            document["authorization_response_iss_parameter_supported"],
+            true
+        );
+        assert_eq!(
+            document["code_challenge_methods_supported"],
+            json!(["S256"])
+        );
+        assert_eq!(
+            document["device_authorization_endpoint"],
+            "http://127.0.0.1:8080/device"
+        );
     }
 
     #[test]

@@ -127,8 +127,15 @@ async fn discovery_document_names_the_endpoints_and_capabilities() {
     );
     assert_eq!(doc["code_challenge_methods_supported"], json!(["S256"]));
     let grants = doc["grant_types_supported"].as_array().unwrap();
-    assert!(grants.contains(&json!("refresh_token")));
-    assert!(grants.contains(&json!("client_credentials")));
+    for grant in [
+        "refresh_token",
+        "client_credentials",
+        "authorization_code",
+        "urn:ietf:params:oauth:grant-type:device_code",
+    ] {
+        assert!(grants.contains(&json!(grant)), "{grant}");
+    }
+    assert_eq!(doc["authorization_response_iss_parameter_supported"], true);
     assert!(doc["response_types_supported"].is_array());
     assert!(doc["subject_types_supported"].is_array());
 
@@ -139,7 +146,7 @@ async fn discovery_document_names_the_endpoints_and_capabilities() {
         .send()
         .await
         .unwrap();
-    assert_eq!(authorize.status(), StatusCode::NOT_IMPLEMENTED);
+    assert_eq!(authorize.status(), StatusCode::BAD_REQUEST, "no client_id");
 
     assert_eq!(idp.counters().discovery_requests, 1);
     idp.shutdown().await;
