@@ -560,7 +560,7 @@ struct Form {
 }
 
 /// The forms of a page, read from the markup oidc-provider's own templates
-/// write (lower-case tags, quoted attributes, `<input>` fields only). A small
+/// write (lower-case tags, `<input>` fields only, no `<select>` or `<textarea>`). A small
 /// reader rather than an HTML parser crate: the pages are the provider's fixed
 /// templates, and an HTML5 parser would be the largest build of this test
 /// binary for a handful of hidden fields; the self-tests fail should a page
