@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow};
 use authkeep::{
-    Client, Demand, Event, FileStore, Keeper, Policy, SessionKey, Stored, TokenResponse,
+    Client, Demand, Event, FileStore, Keeper, Policy, SessionKey, Stored,
 };
-use authkeep_devidp::{Config, DevIdp, FaultKind, Faults, Flavor, SessionRequest};
+use authkeep_devidp::{Config, DevIdp, FaultKind, Faults, Flavor};
 use jiff::{SignedDuration, Timestamp};
 
 use super::devidp::FlavorArg;
@@ -62,6 +62,7 @@ async fn demo(duration: Duration, ttl: Duration, flavor: Flavor) -> Result<()> {
         .context("cannot create a temporary home")?;
     let config = Config {
         access_ttl: ttl,
+        device_interval: Duration::from_secs(1),
         ..Config::for_flavor(flavor)
     };
     let idp = DevIdp::start(SocketAddr::from(([127, 0, 0, 1], 0)), config)
@@ -117,18 +118,7 @@ async fn demo(duration: Duration, ttl: Duration, flavor: Flavor) -> Result<()> {
     say("")?;
 
     let started = Instant::now();
-    let response = idp.create_session(&SessionRequest::default());
-    let fields = response
-        .as_object()
-        .ok_or_else(|| anyhow!("the provider returned no token response"))?;
-    let client = Client::new(issuer.clone(), authkeep_devidp::DEFAULT_CLIENT_ID);
-    keeper
-        .save_login(&key, client, TokenResponse::from_fields(fields))
-        .await?;
-    step(
-        started,
-        "login    session stored (0600 file); it holds a refresh token, so it can renew itself",
-    )?;
+    device_login(&keeper, &key, &issuer, started).await?;
 
     let tick = (ttl / 10).clamp(Duration::from_millis(500), Duration::from_secs(2));
     let (mut calls, mut from_store, mut race_done, mut outage) = (0u64, 0u64, false, 0u8);
@@ -284,6 +274,92 @@ async fn demo(duration: Duration, ttl: Duration, flavor: Flavor) -> Result<()> {
     idp.shutdown().await;
     if !accepted {
         return Err(anyhow!("the demo session did not survive; this is a bug"));
+    }
+    Ok(())
+}
+
+/// Logs in with a real device login, and plays the person who approves it in
+/// a browser: opens the verification page and presses Approve, over HTTP.
+async fn device_login(
+    keeper: &Keeper<FileStore>,
+    key: &SessionKey,
+    issuer: &str,
+    started: Instant,
+) -> Result<()> {
+    let metadata = keeper.metadata(key, issuer).await?;
+    let client = Client::new(issuer, authkeep_devidp::DEFAULT_CLIENT_ID)
+        .with_scope(authkeep_devidp::DEFAULT_SCOPE);
+    let (shown, prompt) = tokio::sync::oneshot::channel();
+    let person = tokio::spawn(async move {
+        let (page, user_code): (String, String) = prompt
+            .await
+            .map_err(|_| anyhow!("the login ended before it showed a code"))?;
+        // Long enough for a poll or two to find the approval pending.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        approve(&page, &user_code).await?;
+        step(
+            started,
+            "person   opened the page, checked the code and pressed Approve (a browser's GET and POST, made by the demo)",
+        )
+    });
+    let logged_in = keeper
+        .login_device(key, client, &metadata, &[], Duration::from_secs(60), |authorization| {
+            let page = authorization
+                .verification_uri_complete
+                .clone()
+                .unwrap_or_else(|| authorization.verification_uri.clone());
+            let line = format!(
+                "login    device login (RFC 8628): open {} and enter {}",
+                authorization.verification_uri, authorization.user_code
+            );
+            // The demo's own output: a closed stdout ends the demo below.
+            if step(started, &line).is_ok() {
+                shown.send((page, authorization.user_code.clone())).ok();
+            }
+        })
+        .await;
+    person.await.context("the demo's approving task failed")??;
+    let stored = logged_in?;
+    let expires = stored
+        .session()
+        .record
+        .tokens
+        .as_ref()
+        .and_then(|t| t.expires_at)
+        .map(|at| printer::duration(at.duration_since(Timestamp::now())))
+        .unwrap_or_default();
+    step(
+        started,
+        &format!(
+            "login    approved -> session stored (0600 file), access token valid {expires}; it holds a refresh token, so it can renew itself"
+        ),
+    )
+}
+
+/// What a person does in the browser: open the verification page and submit
+/// its form with Approve.
+async fn approve(page: &str, user_code: &str) -> Result<()> {
+    let http = reqwest::Client::new();
+    let opened = http.get(page).send().await.context("opening the verification page")?;
+    if !opened.status().is_success() {
+        return Err(anyhow!("the verification page answered {}", opened.status()));
+    }
+    // The page's form posts to the page itself, without the query.
+    let mut action = opened.url().clone();
+    action.set_query(None);
+    let form = [
+        ("user_code", user_code),
+        ("user", authkeep_devidp::DEFAULT_USER),
+        ("action", "approve"),
+    ];
+    let approved = http
+        .post(action.as_str())
+        .form(&form)
+        .send()
+        .await
+        .context("submitting the verification page")?;
+    if !approved.status().is_success() {
+        return Err(anyhow!("approving answered {}", approved.status()));
     }
     Ok(())
 }

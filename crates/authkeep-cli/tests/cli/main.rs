@@ -1,9 +1,11 @@
 //! End-to-end tests of the `authkeep` binary, run as real processes against the
 //! development identity provider. One test binary (see `harness`).
 
+mod conformance;
 mod engine;
 mod faults;
 mod harness;
+mod login;
 mod oidc;
 mod providers;
 mod race;

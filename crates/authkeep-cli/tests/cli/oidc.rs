@@ -599,7 +599,7 @@ fn forms_of(html: &str) -> Vec<Form> {
 
 /// The named `<input>` fields a browser submits: every one but buttons and
 /// unchecked boxes, with its `value` (empty when absent).
-fn fields_of(html: &str) -> Vec<(String, String)> {
+pub fn fields_of(html: &str) -> Vec<(String, String)> {
     let mut fields = Vec::new();
     let mut rest = html;
     while let Some(start) = rest.find("<input") {
