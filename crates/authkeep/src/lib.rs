@@ -48,6 +48,7 @@
 //! | `keeper` | the [`Keeper`], its builder, the warm path |
 //! | [`cache`] | the [`CachedToken`] of long-running programs: a read without lock, I/O or clock; refresh-ahead |
 //! | `refresh` | the refresh protocol: single flight, lock, re-read, write, compare-and-delete |
+//! | `logout` | logging out: local removal under the lock, then revocation at the provider (RFC 7009) |
 //! | [`policy`] | the refresh window and decision table, pure |
 //! | [`store`] | the store contract and its backends (file, memory) |
 //! | [`oauth`] | requests and responses, without I/O |
@@ -69,6 +70,7 @@ mod events;
 mod http;
 mod keeper;
 mod lock;
+mod logout;
 #[cfg(feature = "middleware")]
 pub mod middleware;
 pub mod oauth;
@@ -87,6 +89,7 @@ pub use error::{Error, FailureClass, Step, StoreError};
 pub use events::{ChangeKind, ChangeSink, Event, EventSink, Stored, TokenChange, Unrecorded};
 pub use http::{BoxFuture, Network, Transport, TransportError, describe_http_error};
 pub use keeper::{DEFAULT_LOCK_TIMEOUT, Keeper, KeeperBuilder, Token};
+pub use logout::{Logout, Revocation};
 #[cfg(feature = "middleware")]
 pub use middleware::Bearer;
 pub use policy::{Decision, Demand, LoginReason, Policy, SessionState};
@@ -94,7 +97,7 @@ pub use resource::ResourceAccess;
 pub use secret::{
     AccessToken, AuthorizationCode, ClientSecret, DeviceCode, IdToken, PkceVerifier, RefreshToken,
 };
-pub use session::{Client, ClientAuth, Failure, Health, Record, SessionKey, Versioned};
+pub use session::{Client, ClientAuth, Failure, Health, Record, Renewal, SessionKey, Versioned};
 pub use shield::Shield;
 pub use store::{FileStore, MemoryStore, Store};
 pub use token::{ExpirySource, Origin, TokenResponse, TokenSet};
