@@ -21,16 +21,17 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::clock::{Clock, SystemClock};
 use crate::discovery::Discovery;
-use crate::error::{Error, StoreError};
+use crate::error::{Error, FailureClass, Step, StoreError};
 use crate::events::{ChangeKind, ChangeSink, Event, EventSink, Stored, TokenChange};
 use crate::http::{Carrier, Network, Reqwest, Transport};
+use crate::oauth::{Cause, Metadata, ProviderFailure, parse_token_response};
 use crate::policy::{Decision, Demand, LoginReason, Policy, SessionState, UseReason};
 use crate::refresh::Flights;
 use crate::secret::AccessToken;
-use crate::session::{Client, Health, Record, SessionKey, Versioned};
+use crate::session::{Client, Health, Record, Renewal, SessionKey, Versioned};
 use crate::shield::Shield;
 use crate::store::Store;
-use crate::token::{Origin, TokenResponse, TokenSet, saturating_sub, truncate};
+use crate::token::{Origin, TokenResponse, TokenSet, human, saturating_sub, truncate};
 
 /// How long to wait for another process's refresh, unless told otherwise.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -393,6 +394,110 @@ impl<S: Store> Keeper<S> {
         self.store_login(key, client, response, Origin::Login).await
     }
 
+    /// Logs a service in with the client credentials grant (RFC 6749 §4.4) and
+    /// stores the session, which renews itself by repeating the grant: `client`
+    /// gets [`Renewal::ClientCredentials`], its scope and token parameters go
+    /// with every request. The token endpoint is discovered unless given.
+    /// Stored as [`Keeper::save_login`] stores, under the session's lock; a
+    /// failure at the provider is [`Error::Provider`] (step
+    /// [`Step::Discovery`] or [`Step::Login`]) and stores nothing.
+    pub async fn login_client_credentials(
+        &self,
+        key: &SessionKey,
+        client: Client,
+    ) -> Result<Versioned, Error> {
+        let client = client.with_renewal(Renewal::ClientCredentials);
+        let failed = |step, failure| Error::Provider {
+            key: key.clone(),
+            step,
+            failure,
+        };
+        let network = &self.inner.network;
+        let timed_out = || {
+            ProviderFailure::local(
+                FailureClass::Transient,
+                Cause::TimedOut,
+                format!("no answer within {}", human(network.timeout)),
+            )
+        };
+        let transport = self
+            .inner
+            .carrier
+            .get(network)
+            .await
+            .map_err(|e| failed(Step::Login, local_failure(e.to_string())))?;
+        let step = async {
+            let endpoint = self
+                .inner
+                .discovery
+                .token_endpoint(
+                    &client,
+                    transport.as_ref(),
+                    network,
+                    self.now(),
+                    |message| {
+                        self.emit(Event::CacheNotWritten { message });
+                    },
+                )
+                .await
+                .map_err(|f| (Step::Discovery, f))?;
+            let request = crate::refresh::client_credentials_request(&endpoint, &client)
+                .map_err(|e| (Step::Login, local_failure(e)))?;
+            let sent_at = self.now();
+            let response = transport
+                .send(request)
+                .await
+                .map_err(|e| (Step::Login, ProviderFailure::transport(e.to_string())))?;
+            Ok::<_, (Step, ProviderFailure)>((sent_at, response))
+        };
+        let (sent_at, response) = tokio::time::timeout(network.timeout, step)
+            .await
+            .map_err(|_| failed(Step::Login, timed_out()))?
+            .map_err(|(step, failure)| failed(step, failure))?;
+        let secrets = crate::oauth::client_credentials::secrets(&client);
+        let response = parse_token_response(&response, self.now(), &secrets)
+            .map(crate::refresh::without_refresh_token)
+            .map_err(|f| failed(Step::Login, crate::refresh::grant_failure(f)))?;
+        self.store_login_at(key, client, response, Origin::Login, Some(sent_at))
+            .await
+    }
+
+    /// The provider metadata of `issuer` (OpenID Connect discovery, or RFC 8414
+    /// where that is not served), from the discovery cache while it is fresh,
+    /// else fetched within the network time-out. Never called on the warm path.
+    /// A failure is [`Error::Provider`] with [`Step::Discovery`].
+    pub async fn metadata(&self, key: &SessionKey, issuer: &str) -> Result<Metadata, Error> {
+        let failed = |failure| Error::Provider {
+            key: key.clone(),
+            step: Step::Discovery,
+            failure,
+        };
+        let network = &self.inner.network;
+        let transport = self
+            .inner
+            .carrier
+            .get(network)
+            .await
+            .map_err(|e| failed(local_failure(e.to_string())))?;
+        let fetch = self.inner.discovery.metadata(
+            issuer,
+            transport.as_ref(),
+            network,
+            self.now(),
+            |message| self.emit(Event::CacheNotWritten { message }),
+        );
+        tokio::time::timeout(network.timeout, fetch)
+            .await
+            .map_err(|_| {
+                failed(ProviderFailure::local(
+                    FailureClass::Transient,
+                    Cause::TimedOut,
+                    format!("no answer within {}", human(network.timeout)),
+                ))
+            })?
+            .map_err(failed)
+    }
+
     async fn store_login(
         &self,
         key: &SessionKey,
@@ -400,9 +505,23 @@ impl<S: Store> Keeper<S> {
         response: TokenResponse,
         origin: Origin,
     ) -> Result<Versioned, Error> {
+        self.store_login_at(key, client, response, origin, None)
+            .await
+    }
+
+    /// Stores a login; `sent_at`, when known, is the instant its request was
+    /// sent, from which its expiry counts (else the instant it is stored).
+    async fn store_login_at(
+        &self,
+        key: &SessionKey,
+        client: Client,
+        response: TokenResponse,
+        origin: Origin,
+        sent_at: Option<Timestamp>,
+    ) -> Result<Versioned, Error> {
         let guard = self.lock(key).await?;
-        let now = self.now();
-        self.write_login(&guard, key, client, response, origin, now)
+        let at = sent_at.unwrap_or_else(|| self.now());
+        self.write_login(&guard, key, client, response, origin, at)
             .await
     }
 
@@ -441,21 +560,15 @@ impl<S: Store> Keeper<S> {
     }
 
     /// Removes a session under its lock. Returns whether there was one. The
-    /// generation is remembered, so a later login continues it.
+    /// generation is remembered, so a later login continues it. Nothing is
+    /// sent to the provider; [`Keeper::logout_and_revoke`] revokes too.
     pub async fn logout(&self, key: &SessionKey) -> Result<bool, Error> {
-        let store = &self.inner.store;
-        let guard = self.lock(key).await?;
-        match store.load(key).await? {
-            Some(current) => {
-                store.remove(&guard, current.generation).await?;
-                self.changed(key, ChangeKind::LoggedOut, None);
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        self.logout_and_revoke(key, false)
+            .await
+            .map(|logout| logout.removed)
     }
 
-    async fn lock(&self, key: &SessionKey) -> Result<S::Guard, StoreError> {
+    pub(crate) async fn lock(&self, key: &SessionKey) -> Result<S::Guard, StoreError> {
         let on_wait = || self.emit(Event::WaitingForLock { key: key.clone() });
         self.inner
             .store
@@ -536,6 +649,11 @@ impl<S: Store> Keeper<S> {
             )))),
         }
     }
+}
+
+/// A failure on this side of the network: retrying will not help.
+fn local_failure(message: String) -> ProviderFailure {
+    ProviderFailure::local(FailureClass::Misconfiguration, Cause::Local, message)
 }
 
 /// Why a session that cannot renew itself is served as it is: normal operation,

@@ -48,6 +48,7 @@
 //! | `keeper` | the [`Keeper`], its builder, the warm path |
 //! | [`cache`] | the [`CachedToken`] of long-running programs: a read without lock, I/O or clock; refresh-ahead |
 //! | `refresh` | the refresh protocol: single flight, lock, re-read, write, compare-and-delete |
+//! | `logout` | logging out: local removal under the lock, then revocation at the provider (RFC 7009) |
 //! | [`policy`] | the refresh window and decision table, pure |
 //! | [`store`] | the store contract and its backends (file, memory) |
 //! | [`oauth`] | requests and responses, without I/O |
@@ -70,6 +71,7 @@ mod http;
 mod keeper;
 mod lock;
 pub mod login;
+mod logout;
 #[cfg(feature = "middleware")]
 pub mod middleware;
 pub mod oauth;
@@ -89,6 +91,7 @@ pub use events::{ChangeKind, ChangeSink, Event, EventSink, Stored, TokenChange, 
 pub use http::{BoxFuture, Network, Transport, TransportError, describe_http_error};
 pub use keeper::{DEFAULT_LOCK_TIMEOUT, Keeper, KeeperBuilder, Token};
 pub use login::{LoggedIn, Loopback, LoopbackError};
+pub use logout::{Logout, Revocation};
 #[cfg(feature = "middleware")]
 pub use middleware::Bearer;
 pub use policy::{Decision, Demand, LoginReason, Policy, SessionState};
@@ -96,7 +99,7 @@ pub use resource::ResourceAccess;
 pub use secret::{
     AccessToken, AuthorizationCode, ClientSecret, DeviceCode, IdToken, PkceVerifier, RefreshToken,
 };
-pub use session::{Client, ClientAuth, Failure, Health, Record, SessionKey, Versioned};
+pub use session::{Client, ClientAuth, Failure, Health, Record, Renewal, SessionKey, Versioned};
 pub use shield::Shield;
 pub use store::{FileStore, MemoryStore, Store};
 pub use token::{ExpirySource, Origin, TokenResponse, TokenSet};

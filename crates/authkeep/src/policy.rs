@@ -271,8 +271,10 @@ impl Policy {
                 LoginReason::NoSession
             });
         };
-        let refresh_alive =
-            record.can_renew() && tokens.refresh_expires_at.is_none_or(|at| now < at);
+        // A repeated grant needs no refresh token, so no refresh token's expiry
+        // limits it.
+        let refresh_alive = record.can_renew()
+            && (record.renews_by_grant() || tokens.refresh_expires_at.is_none_or(|at| now < at));
         let decision = self.decide_tokens(tokens, record.can_renew(), refresh_alive, demand, now);
         let health = &record.health;
         match decision {
@@ -794,5 +796,43 @@ mod tests {
                 fallback: true
             }
         );
+    }
+
+    /// docs/DESIGN.md §2: a grant that can simply be repeated counts as
+    /// "refresh token present", row by row.
+    #[test]
+    fn a_client_credentials_session_is_decided_as_one_with_a_refresh_token() {
+        let by_grant = |access: &str, left: Option<i64>| {
+            let mut rec = record(access, left, 3600, false);
+            rec.client = rec
+                .client
+                .map(|c| c.with_renewal(crate::session::Renewal::ClientCredentials));
+            rec
+        };
+        for (access, left) in [
+            ("", Some(1000)),
+            ("at", Some(1000)),
+            ("at", Some(100)),
+            ("at", Some(0)),
+            ("at", None),
+        ] {
+            let with_refresh_token = decide(&record(access, left, 3600, true));
+            assert_eq!(
+                decide(&by_grant(access, left)),
+                with_refresh_token,
+                "{access:?} {left:?}"
+            );
+        }
+        assert!(matches!(
+            decide(&by_grant("at", Some(-1))),
+            Refresh {
+                reason: RefreshReason::Expired,
+                fallback: false
+            }
+        ));
+        // No refresh token's expiry limits a repeated grant.
+        let mut rec = by_grant("at", Some(-1));
+        rec.tokens.as_mut().unwrap().refresh_expires_at = Some(now() - secs(1));
+        assert!(matches!(decide(&rec), Refresh { .. }));
     }
 }

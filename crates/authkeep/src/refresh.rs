@@ -17,10 +17,10 @@ use crate::error::{Error, FailureClass, StoreError};
 use crate::events::{ChangeKind, Event, Stored, Unrecorded};
 use crate::keeper::{Keeper, Token};
 use crate::oauth::response::date;
-use crate::oauth::{Cause, ProviderFailure, parse_token_response, refresh};
+use crate::oauth::{Cause, ProviderFailure, client_credentials, parse_token_response, refresh};
 use crate::policy::{Decision, Demand, LoginReason, UseReason};
-use crate::secret::AccessToken;
-use crate::session::{Failure, Record, SessionKey, Versioned};
+use crate::secret::{AccessToken, RefreshToken};
+use crate::session::{Client, Failure, Record, Renewal, SessionKey, Versioned};
 use crate::store::Store;
 use crate::token::{Origin, TokenResponse, format_instant, human, saturating_add, truncate};
 
@@ -76,6 +76,53 @@ impl Trigger {
             Trigger::Rejected(_) => Demand::default(),
         }
     }
+}
+
+/// How a session is renewed.
+#[derive(Clone, Copy)]
+enum Grant<'a> {
+    /// With its refresh token.
+    Refresh(&'a RefreshToken),
+    /// By repeating the client credentials grant.
+    ClientCredentials,
+}
+
+/// The client credentials grant's request for `client`: its scope and its
+/// token parameters.
+pub(crate) fn client_credentials_request(
+    endpoint: &url::Url,
+    client: &Client,
+) -> Result<http::Request<Vec<u8>>, String> {
+    let extra: Vec<(&str, &str)> = client
+        .token_params
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    client_credentials::request(endpoint, client, client.scope.as_deref(), &extra)
+}
+
+/// A repeated grant keeps no refresh token: the session renews by repeating
+/// the grant, and one a provider sends anyway would only be a secret more to
+/// keep.
+pub(crate) fn without_refresh_token(mut response: TokenResponse) -> TokenResponse {
+    response.refresh_token = None;
+    response.refresh_expires_in = None;
+    response.refresh_expires_at = None;
+    response
+}
+
+/// What a failed client credentials grant means. There is no refresh token
+/// for the provider to reject, so an `invalid_grant` (or a request for
+/// interaction, which a service cannot give) says the client's configuration
+/// is wrong; it never ends the session.
+pub(crate) fn grant_failure(mut failure: ProviderFailure) -> ProviderFailure {
+    if matches!(
+        failure.class,
+        FailureClass::SessionDead | FailureClass::InteractionRequired
+    ) {
+        failure.class = FailureClass::Misconfiguration;
+    }
+    failure
 }
 
 /// A successful refresh, not yet stored.
@@ -453,20 +500,27 @@ impl<S: Store> Keeper<S> {
         self.conclude(key, loaded, decision, trigger.demand(), now)
     }
 
-    /// One refresh request, discovery included, bounded by the step time-out.
+    /// One refresh request, discovery included, bounded by the step time-out:
+    /// the refresh token grant, or for a session that renews by repeating the
+    /// client credentials grant, that grant with the client's scope and token
+    /// parameters.
     async fn attempt(&self, record: &Record) -> Result<Refreshed, ProviderFailure> {
-        let (Some(client), Some(refresh_token)) = (
-            record.client.as_ref(),
-            record
-                .tokens
-                .as_ref()
-                .and_then(|t| t.refresh_token.as_ref()),
-        ) else {
-            return Err(ProviderFailure::local(
-                FailureClass::Misconfiguration,
-                Cause::Local,
-                "the session has no client or refresh token to refresh with",
-            ));
+        let refresh_token = record
+            .tokens
+            .as_ref()
+            .and_then(|t| t.refresh_token.as_ref());
+        let (client, grant) = match (record.client.as_ref(), refresh_token) {
+            (Some(client), _) if client.renewal == Renewal::ClientCredentials => {
+                (client, Grant::ClientCredentials)
+            }
+            (Some(client), Some(refresh_token)) => (client, Grant::Refresh(refresh_token)),
+            _ => {
+                return Err(ProviderFailure::local(
+                    FailureClass::Misconfiguration,
+                    Cause::Local,
+                    "the session has no client or refresh token to refresh with",
+                ));
+            }
         };
         let network = &self.inner.network;
         let transport = self.inner.carrier.get(network).await.map_err(|e| {
@@ -480,9 +534,11 @@ impl<S: Store> Keeper<S> {
                     self.emit(Event::CacheNotWritten { message });
                 })
                 .await?;
-            let request = refresh::request(&endpoint, client, refresh_token).map_err(|e| {
-                ProviderFailure::local(FailureClass::Misconfiguration, Cause::Local, e)
-            })?;
+            let request = match grant {
+                Grant::Refresh(refresh_token) => refresh::request(&endpoint, client, refresh_token),
+                Grant::ClientCredentials => client_credentials_request(&endpoint, client),
+            }
+            .map_err(|e| ProviderFailure::local(FailureClass::Misconfiguration, Cause::Local, e))?;
             let sent_at = self.now();
             let response = transport
                 .send(request)
@@ -506,8 +562,19 @@ impl<S: Store> Keeper<S> {
                 .as_second()
                 .saturating_sub(received.as_second())
         });
-        let secrets = refresh::secrets(client, refresh_token);
-        parse_token_response(&response, received, &secrets).map(|response| Refreshed {
+        let result = match grant {
+            Grant::Refresh(refresh_token) => {
+                let secrets = refresh::secrets(client, refresh_token);
+                parse_token_response(&response, received, &secrets)
+            }
+            Grant::ClientCredentials => {
+                let secrets = client_credentials::secrets(client);
+                parse_token_response(&response, received, &secrets)
+                    .map(without_refresh_token)
+                    .map_err(grant_failure)
+            }
+        };
+        result.map(|response| Refreshed {
             response,
             sent_at,
             skew_secs,

@@ -58,6 +58,19 @@ pub enum ClientAuth {
     ClientSecretPost,
 }
 
+/// How a session renews its access token.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Renewal {
+    /// With the refresh token the provider issued (RFC 6749 §6).
+    #[default]
+    RefreshToken,
+    /// By repeating the client credentials grant (RFC 6749 §4.4): no refresh
+    /// token is needed or kept.
+    ClientCredentials,
+}
+
 /// The client a session belongs to.
 ///
 /// ```
@@ -82,6 +95,11 @@ pub struct Client {
     pub scope: Option<String>,
     /// A token endpoint given explicitly, for providers without discovery.
     pub token_endpoint: Option<String>,
+    /// How the session renews itself.
+    pub renewal: Renewal,
+    /// Extra token-request parameters of a repeated grant (an `audience`, a
+    /// `resource`), in order; a name may repeat.
+    pub token_params: Vec<(String, String)>,
 }
 
 impl Client {
@@ -111,6 +129,19 @@ impl Client {
     /// A token endpoint given explicitly, for providers without discovery.
     pub fn with_token_endpoint(mut self, url: impl Into<String>) -> Self {
         self.token_endpoint = Some(url.into());
+        self
+    }
+
+    /// How the session renews itself (default: with its refresh token).
+    pub fn with_renewal(mut self, renewal: Renewal) -> Self {
+        self.renewal = renewal;
+        self
+    }
+
+    /// Extra parameters for the token requests of a repeated grant (an
+    /// `audience`, a `resource`); they never override the grant's own.
+    pub fn with_token_params(mut self, params: Vec<(String, String)>) -> Self {
+        self.token_params = params;
         self
     }
 }
@@ -206,12 +237,25 @@ pub struct Record {
 }
 
 impl Record {
-    /// Whether the session can renew itself: it holds a refresh token.
+    /// Whether the session can renew itself: it has a client and tokens, and
+    /// either a refresh token or a grant it can simply repeat (client
+    /// credentials).
     pub fn can_renew(&self) -> bool {
-        self.tokens
+        let (Some(client), Some(tokens)) = (self.client.as_ref(), self.tokens.as_ref()) else {
+            return false;
+        };
+        match client.renewal {
+            Renewal::RefreshToken => tokens.refresh_token.is_some(),
+            Renewal::ClientCredentials => true,
+        }
+    }
+
+    /// Whether the session renews itself by repeating the client credentials
+    /// grant rather than with a refresh token.
+    pub fn renews_by_grant(&self) -> bool {
+        self.client
             .as_ref()
-            .is_some_and(|t| t.refresh_token.is_some())
-            && self.client.is_some()
+            .is_some_and(|c| c.renewal == Renewal::ClientCredentials)
     }
 
     /// Whether the token set's expiry was read on the provider's clock, so that
@@ -286,6 +330,36 @@ mod tests {
                 ..Health::default()
             }
         );
+    }
+
+    #[test]
+    fn a_client_credentials_session_renews_without_a_refresh_token() {
+        let tokens = crate::token::TokenResponse {
+            access_token: crate::secret::AccessToken::new("at"),
+            ..Default::default()
+        }
+        .into_token_set(
+            "2026-06-01T12:00:00Z".parse().unwrap(),
+            crate::token::Origin::Login,
+            SignedDuration::ZERO,
+        );
+        let mut record = Record {
+            client: Some(Client::new("https://idp.example", "svc")),
+            tokens: Some(tokens),
+            ..Record::default()
+        };
+        assert!(!record.can_renew() && !record.renews_by_grant());
+        record.client = record
+            .client
+            .map(|c| c.with_renewal(Renewal::ClientCredentials));
+        assert!(record.can_renew() && record.renews_by_grant());
+        let orphan = Record {
+            client: None,
+            ..record.clone()
+        };
+        assert!(!orphan.can_renew(), "no client, no grant");
+        record.tokens = None;
+        assert!(!record.can_renew(), "an ended session renews nothing");
     }
 
     #[test]

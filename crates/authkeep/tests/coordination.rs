@@ -752,3 +752,91 @@ async fn clock_skew_learned_from_one_session_applies_to_every_session_of_the_iss
     );
     assert_eq!(idp.counters().token_requests_for(REFRESH), 2);
 }
+
+const CLIENT_CREDENTIALS: &str = "client_credentials";
+
+/// A provider that knows the confidential client `svc`.
+async fn provider_with_service() -> Arc<DevIdp> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    let config = Config {
+        clients: vec![authkeep_devidp::ClientConfig::new("svc", "s3cret")],
+        ..Config::default()
+    };
+    Arc::new(DevIdp::start(addr, config).await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_callers_of_a_client_credentials_session_cause_one_grant() {
+    let idp = provider_with_service().await;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(Timestamp::now()));
+    // Keepers share no single flight: only the lock file keeps them apart, as
+    // it does separate processes.
+    let keepers: Vec<_> = (0..4)
+        .map(|_| {
+            let keeper = Keeper::builder(FileStore::new(dir.path())).clock(clock.clone());
+            Arc::new(keeper.build())
+        })
+        .collect();
+    let service = Client::new(idp.issuer(), "svc").with_secret(
+        authkeep::ClientSecret::new("s3cret"),
+        authkeep::ClientAuth::ClientSecretBasic,
+    );
+    let login = keepers[0]
+        .login_client_credentials(&key(), service)
+        .await
+        .unwrap();
+    let first = login.record.tokens.unwrap().access_token;
+    assert_eq!(idp.counters().token_requests_for(CLIENT_CREDENTIALS), 1);
+
+    // 100 s of the 300 s token left: inside the window (half its life).
+    clock.advance(SignedDuration::from_secs(200));
+    let served = all_at_once(&keepers, 32, |keeper| async move {
+        keeper.token(&key(), Demand::default()).await
+    })
+    .await;
+    let counters = idp.counters();
+    assert_eq!(
+        counters.token_requests_for(CLIENT_CREDENTIALS),
+        2,
+        "one grant"
+    );
+    assert_eq!(counters.token_requests_for(REFRESH), 0);
+    let token = &served[0].access_token;
+    assert!(served.iter().all(|s| s.access_token == *token), "one token");
+    assert!(served.iter().any(|s| s.refreshed));
+    assert!(*token != first);
+    assert!(idp.is_active(token.expose_secret()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_and_revoke_ends_the_grant_at_the_provider() {
+    let idp = provider().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path());
+    let keeper = Keeper::builder(store.clone()).build();
+    let session = idp.create_session(&SessionRequest::default());
+    keeper
+        .import_login(&key(), client(&idp), response(&session, None))
+        .await
+        .unwrap();
+    let refresh = text(&session, "refresh_token");
+    assert!(idp.is_active(&refresh));
+
+    let logout = keeper.logout_and_revoke(&key(), true).await.unwrap();
+    assert!(logout.removed);
+    assert!(
+        matches!(
+            logout.revocation,
+            authkeep::Revocation::Revoked {
+                refresh_token: true,
+                ..
+            }
+        ),
+        "{logout:?}"
+    );
+    assert!(!idp.is_active(&refresh), "the refresh token was revoked");
+    assert!(!idp.is_active(&text(&session, "access_token")));
+    assert!(store.load_blocking(&key()).unwrap().is_none());
+    assert!(idp.counters().revocation_requests >= 1);
+}

@@ -35,7 +35,7 @@ use crate::error::StoreError;
 use crate::lock::{FileLock, create_private_dir, open_private, sync_dir, write_atomically};
 use crate::policy::{Decision, Demand, Policy};
 use crate::secret::{AccessToken, ClientSecret, IdToken, RefreshToken};
-use crate::session::{Client, ClientAuth, Health, Record, SessionKey, Versioned};
+use crate::session::{Client, ClientAuth, Health, Record, Renewal, SessionKey, Versioned};
 use crate::token::{self, ExpirySource, Origin, TokenSet, format_instant, parse_instant};
 
 /// The format version this build writes.
@@ -498,6 +498,12 @@ struct OnDisk<'a> {
     requested_scope: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     token_endpoint: Option<&'a str>,
+    /// Written only when not the default (a refresh token), so that records of
+    /// sessions with refresh tokens stay as older versions wrote them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    renewal: Option<Renewal>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_params: Option<&'a [(String, String)]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     access_token: Option<&'a AccessToken>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -535,6 +541,12 @@ fn encode(record: &Record, generation: u64) -> Vec<u8> {
         client_auth: client.map(|c| c.auth),
         requested_scope: client.and_then(|c| c.scope.as_deref()),
         token_endpoint: client.and_then(|c| c.token_endpoint.as_deref()),
+        renewal: client
+            .map(|c| c.renewal)
+            .filter(|r| *r != Renewal::default()),
+        token_params: client
+            .map(|c| c.token_params.as_slice())
+            .filter(|p| !p.is_empty()),
         access_token: tokens.map(|t| &t.access_token),
         token_type: tokens.map(|t| t.token_type.as_str()),
         refresh_token: tokens.and_then(|t| t.refresh_token.as_ref()),
@@ -580,6 +592,16 @@ fn decode(bytes: &[u8]) -> Result<Versioned, Problem> {
     let instant = |name: &str| map.get(name).and_then(parse_instant);
     let generation = map.get("generation").and_then(Value::as_u64).unwrap_or(0);
 
+    // A repeated grant without its parameters would ask for the wrong token,
+    // so parameters that cannot be read make the record corrupt.
+    let token_params = match map.get("token_params") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(value) => {
+            serde_json::from_value::<Vec<(String, String)>>(value.clone()).map_err(|_| {
+                Problem::Corrupt("\"token_params\" is not a list of [name, value] pairs".into())
+            })?
+        }
+    };
     let client = text("issuer")
         .zip(text("client_id"))
         .map(|(issuer, client_id)| Client {
@@ -591,6 +613,9 @@ fn decode(bytes: &[u8]) -> Result<Versioned, Problem> {
             auth: enum_field(&map, "client_auth").unwrap_or_default(),
             scope: text("requested_scope"),
             token_endpoint: text("token_endpoint"),
+            // Older records name no renewal: they renew with a refresh token.
+            renewal: enum_field(&map, "renewal").unwrap_or_default(),
+            token_params,
         });
 
     let access = text("access_token");
@@ -694,6 +719,56 @@ mod tests {
             decode_str(r#"{"version":"x"}"#),
             Err(Problem::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn renewal_and_token_params_round_trip_and_older_records_default() {
+        let mut record = sample("one");
+        record.client = record.client.map(|c| {
+            c.with_renewal(Renewal::ClientCredentials)
+                .with_token_params(vec![
+                    ("audience".into(), "https://api".into()),
+                    ("resource".into(), "a".into()),
+                    ("resource".into(), "b".into()),
+                ])
+        });
+        let bytes = encode(&record, 3);
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(
+            text.contains(r#""renewal": "client_credentials""#),
+            "{text}"
+        );
+        let back = decode(&bytes).ok().unwrap();
+        assert_eq!(back.record.client, record.client);
+        assert_eq!(back.generation, 3);
+
+        // A session with a refresh token is written as older versions wrote it.
+        let plain = String::from_utf8(encode(&sample("one"), 1)).unwrap();
+        assert!(
+            !plain.contains("renewal") && !plain.contains("token_params"),
+            "{plain}"
+        );
+        let old = decode_str(
+            r#"{"version":1,"issuer":"https://i","client_id":"c","access_token":"a","refresh_token":"r"}"#,
+        )
+        .ok()
+        .unwrap();
+        let client = old.record.client.unwrap();
+        assert_eq!(client.renewal, Renewal::RefreshToken);
+        assert!(client.token_params.is_empty());
+    }
+
+    #[test]
+    fn unreadable_token_params_make_the_record_corrupt() {
+        for params in [r#""audience""#, r#"[["audience"]]"#, r#"[["a", 1]]"#] {
+            let record = format!(
+                r#"{{"issuer":"https://i","client_id":"c","access_token":"a","token_params":{params}}}"#
+            );
+            assert!(
+                matches!(decode_str(&record), Err(Problem::Corrupt(_))),
+                "{params}"
+            );
+        }
     }
 
     fn sample(access: &str) -> Record {
