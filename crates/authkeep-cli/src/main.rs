@@ -32,7 +32,8 @@ mod printer;
 2 usage or configuration error, 3 login required, 4 retry later, \
 5 the server still answered an error after the one retry (request), \
 130/143 stopped by SIGINT/SIGTERM (after any refresh's answer was saved).\n\
-Configuration and state live in $AUTHKEEP_HOME (default: the platform's config and state directories)."
+Configuration (config.toml: settings and [profiles.NAME] tables; see `authkeep profiles --help`) \
+and state live in $AUTHKEEP_HOME (default: the platform's config and state directories)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -51,6 +52,9 @@ enum Command {
     Status(commands::status::Args),
     /// Delete the local session of a profile.
     Logout(commands::logout::Args),
+    /// List the profiles of config.toml and the stored sessions, or choose the default profile.
+    #[command(after_help = commands::profiles::AFTER_HELP)]
+    Profiles(commands::profiles::Args),
     #[command(about = commands::request::ABOUT, after_help = commands::request::AFTER_HELP)]
     Request(commands::request::Args),
     /// Watch authkeep keep a session alive against a built-in identity provider (about a minute).
@@ -67,6 +71,7 @@ fn main() -> ExitCode {
         Command::Token(args) => (args.json, commands::token::run(args, level)),
         Command::Status(args) => (args.json, commands::status::run(args)),
         Command::Logout(args) => (false, commands::logout::run(args, level)),
+        Command::Profiles(args) => (args.json, commands::profiles::run(args, level)),
         Command::Request(args) => (false, commands::request::run(args, level)),
         Command::Demo(args) => (false, commands::demo::run(args)),
         Command::Devidp(args) => (false, commands::devidp::run(args)),

@@ -28,11 +28,12 @@ pub const ENV_CLIENT_SECRET: &str = "AUTHKEEP_CLIENT_SECRET";
 pub const DEFAULT_PROFILE: &str = "default";
 
 /// `--profile`.
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, Default)]
 pub struct ProfileArg {
-    /// Which session: a name of 1–64 characters from A-Z a-z 0-9 . _ -
-    #[arg(long, short = 'p', env = ENV_PROFILE, default_value = DEFAULT_PROFILE, value_name = "NAME")]
-    pub profile: String,
+    /// Which session: a name of 1–64 characters from A-Z a-z 0-9 . _ - [default:
+    /// default_profile in config.toml, else "default"]
+    #[arg(long, short = 'p', env = ENV_PROFILE, value_name = "NAME")]
+    pub profile: Option<String>,
 }
 
 /// `--profile` where leaving it out means "every profile". `AUTHKEEP_PROFILE`
@@ -107,7 +108,8 @@ pub fn parse_duration(text: &str) -> Result<SignedDuration, String> {
     Ok(parsed)
 }
 
-fn parse_fraction(text: &str) -> Result<f64, String> {
+/// Parses a share from 0 to 1 (`0.5`).
+pub fn parse_fraction(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
         Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
         _ => Err(format!(

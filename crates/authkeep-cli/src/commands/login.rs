@@ -11,7 +11,7 @@ use authkeep::{Client, ClientAuth, ClientSecret, Error, StoreError, TokenRespons
 use serde_json::Value;
 
 use crate::common::instant;
-use crate::config::{self, session_key};
+use crate::config::{self, AuthMethod};
 use crate::exit::{endpoint_usage, usage};
 use crate::names::{ENV_CLIENT_SECRET, NetworkArgs, PolicyArgs, ProfileArg};
 use crate::printer::{self, Level};
@@ -56,17 +56,10 @@ pub struct Args {
     network: NetworkArgs,
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-enum AuthMethod {
-    /// HTTP Basic (client_secret_basic).
-    Basic,
-    /// In the request body (client_secret_post).
-    Post,
-}
-
 /// Runs the command.
 pub fn run(args: Args, level: Level) -> Result<()> {
-    let key = session_key(&args.profile.profile)?;
+    let settings = config::Settings::resolve(&args.profile, &PolicyArgs::default(), &args.network)?;
+    let key = settings.key.clone();
     let insecure = args.network.insecure_allow_http;
     check_endpoint(&args.issuer, insecure).map_err(endpoint_usage)?;
     if let Some(endpoint) = &args.token_endpoint {
@@ -97,9 +90,7 @@ pub fn run(args: Args, level: Level) -> Result<()> {
     if let Some(endpoint) = args.token_endpoint {
         client = client.with_token_endpoint(endpoint);
     }
-    let keeper = config::Settings::resolve(&PolicyArgs::default(), &args.network)?
-        .keeper()
-        .build();
+    let keeper = settings.keeper().build();
     let stored = crate::runtime()?
         .block_on(keeper.import_login(&key, client, response))
         .map_err(|e| match e {

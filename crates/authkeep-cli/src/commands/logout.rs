@@ -4,7 +4,7 @@ use anyhow::Result;
 use authkeep::store::Store as _;
 use authkeep::{Error, StoreError};
 
-use crate::config::{self, session_key};
+use crate::config;
 use crate::names::{NetworkArgs, PolicyArgs, ProfileArg};
 use crate::printer::{self, Level};
 
@@ -18,10 +18,16 @@ pub struct Args {
 
 /// Runs the command.
 pub fn run(args: Args, level: Level) -> Result<()> {
-    let key = session_key(&args.profile.profile)?;
-    let keeper = config::Settings::resolve(&PolicyArgs::default(), &NetworkArgs::default())?
-        .keeper()
-        .build();
+    let (settings, warning) = config::Settings::resolve_lenient(
+        &args.profile,
+        &PolicyArgs::default(),
+        &NetworkArgs::default(),
+    )?;
+    if let Some(warning) = warning {
+        printer::status(level, Level::Normal, &config::ignored_warning(&warning));
+    }
+    let key = settings.key.clone();
+    let keeper = settings.keeper().build();
     crate::runtime()?.block_on(async {
         match keeper.logout(&key).await {
             Ok(true) => printer::status(

@@ -5,7 +5,7 @@ use authkeep::{Demand, Event};
 use jiff::SignedDuration;
 
 use crate::common::{CommonToken, print_token};
-use crate::config::{self, session_key};
+use crate::config;
 use crate::names::{NetworkArgs, PolicyArgs, ProfileArg, VerbosityArgs, parse_duration};
 use crate::printer::{self, Level};
 
@@ -60,11 +60,9 @@ impl Args {
 
 /// Runs the command.
 pub fn run(args: Args, level: Level) -> Result<()> {
-    let key = session_key(&args.profile.profile)?;
-    let keeper = config::Settings::resolve(&args.policy, &args.network)?
-        .keeper()
-        .on_event(status_lines(level))
-        .build();
+    let settings = config::Settings::resolve(&args.profile, &args.policy, &args.network)?;
+    let key = settings.key.clone();
+    let keeper = settings.keeper().on_event(status_lines(level)).build();
     let mut demand = Demand::new();
     if let Some(min_valid) = args.min_valid {
         demand = demand.min_valid(min_valid);
