@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::{self, Home};
 use crate::exit::usage;
-use crate::names::{self, NetworkArgs, PolicyArgs, ProfileArg};
+use crate::names::{self, CONFIG_KEYS, NetworkArgs, PROFILE_KEYS, PolicyArgs, ProfileArg};
 
 /// How a profile logs in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -111,35 +111,6 @@ pub struct Profile {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub insecure_allow_http: Option<bool>,
 }
-
-/// The keys of the file's top level.
-const TOP_KEYS: [&str; 7] = [
-    "default_profile",
-    "refresh_threshold",
-    "refresh_fraction",
-    "lock_timeout",
-    "connect_timeout",
-    "timeout",
-    "profiles",
-];
-
-/// The keys of a `[profiles.NAME]` table.
-const PROFILE_KEYS: [&str; 14] = [
-    "issuer",
-    "client_id",
-    "client_secret_file",
-    "client_secret_env",
-    "client_auth",
-    "scopes",
-    "audience",
-    "authorization_params",
-    "login",
-    "redirect_uri",
-    "token_endpoint",
-    "refresh_threshold",
-    "refresh_fraction",
-    "insecure_allow_http",
-];
 
 /// The configuration file's settings; every key is optional.
 #[derive(Debug, Default, Deserialize)]
@@ -387,7 +358,7 @@ fn innermost(entries: &[Entry], at: usize) -> Option<&Entry> {
 /// Refuses a key the file may not hold, naming the ones it may.
 fn check_key(source: &Source<'_>, entry: &Entry) -> Result<()> {
     let (known, depth): (&[&str], usize) = match entry.path.as_slice() {
-        [_] => (&TOP_KEYS, 1),
+        [_] => (&CONFIG_KEYS, 1),
         [profiles, name] if profiles == "profiles" => {
             return SessionKey::new(name)
                 .map(drop)
@@ -812,6 +783,21 @@ login = "device"
             assert_eq!(method.as_str(), name);
         }
         assert!(parse("").unwrap().profiles.is_empty());
+    }
+
+    #[test]
+    fn the_example_in_the_help_is_a_valid_file() {
+        let example: String = crate::commands::profiles::AFTER_HELP
+            .lines()
+            .filter_map(|line| line.strip_prefix("    "))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let file = parse(&example).unwrap();
+        assert_eq!(file.default_profile(), Some("work"));
+        assert_eq!(
+            file.profile("work").unwrap().login,
+            Some(LoginMethod::Browser)
+        );
     }
 
     #[test]

@@ -30,6 +30,7 @@ use authkeep::{
 use common::CommonToken;
 use jiff::Timestamp;
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 
 mod common;
 // The front uses only the names of the settings; the full binary uses the rest.
@@ -37,33 +38,48 @@ mod common;
 mod names;
 
 /// What the front reads of `config.toml`: the keys that can change the warm
-/// path's decision, and nothing else. Unknown keys and other profiles' settings
-/// are skipped here; the full binary validates the whole file.
+/// path's decision. Every other key the file may hold is skipped unread (the full
+/// binary validates those); a key the file may not hold (a typo, a secret) fails
+/// the parse, so the full binary reports it. A unit test holds the names to
+/// [`names::CONFIG_KEYS`] and [`names::PROFILE_KEYS`].
 #[derive(Debug, Default, Deserialize)]
-pub struct QuickConfig {
-    /// `default_profile`.
-    pub default_profile: Option<String>,
-    /// The top level's `refresh_threshold`.
-    pub refresh_threshold: Option<String>,
-    /// The top level's `refresh_fraction`.
-    pub refresh_fraction: Option<f64>,
-    /// `[profiles.NAME]`.
+#[serde(deny_unknown_fields)]
+#[allow(dead_code, reason = "the skipped keys are only named, never read")]
+struct QuickConfig {
+    default_profile: Option<String>,
+    refresh_threshold: Option<String>,
+    refresh_fraction: Option<f64>,
+    lock_timeout: Option<IgnoredAny>,
+    connect_timeout: Option<IgnoredAny>,
+    timeout: Option<IgnoredAny>,
     #[serde(default)]
-    pub profiles: BTreeMap<String, QuickProfile>,
+    profiles: BTreeMap<String, QuickProfile>,
 }
 
 /// What the front reads of one `[profiles.NAME]` table.
 #[derive(Debug, Default, Deserialize)]
-pub struct QuickProfile {
-    /// The profile's `refresh_threshold`.
-    pub refresh_threshold: Option<String>,
-    /// The profile's `refresh_fraction`.
-    pub refresh_fraction: Option<f64>,
+#[serde(deny_unknown_fields)]
+#[allow(dead_code, reason = "the skipped keys are only named, never read")]
+struct QuickProfile {
+    refresh_threshold: Option<String>,
+    refresh_fraction: Option<f64>,
+    issuer: Option<IgnoredAny>,
+    client_id: Option<IgnoredAny>,
+    client_secret_file: Option<IgnoredAny>,
+    client_secret_env: Option<IgnoredAny>,
+    client_auth: Option<IgnoredAny>,
+    scopes: Option<IgnoredAny>,
+    audience: Option<IgnoredAny>,
+    authorization_params: Option<IgnoredAny>,
+    login: Option<IgnoredAny>,
+    redirect_uri: Option<IgnoredAny>,
+    token_endpoint: Option<IgnoredAny>,
+    insecure_allow_http: Option<IgnoredAny>,
 }
 
 impl QuickConfig {
     /// The (threshold, fraction) layers of `profile`, for [`common::refresh_policy`].
-    pub fn layers(&self, profile: &str) -> [(Option<&str>, Option<f64>); 2] {
+    fn layers(&self, profile: &str) -> [(Option<&str>, Option<f64>); 2] {
         let own = self.profiles.get(profile);
         [
             (
@@ -268,5 +284,54 @@ fn run_full(args: &[OsString]) -> ExitCode {
             ));
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quick(text: &str) -> Option<QuickConfig> {
+        toml::from_str(text).ok()
+    }
+
+    #[test]
+    fn the_front_knows_every_key_of_the_file_and_no_other() {
+        let value = |key: &str| {
+            if key == "refresh_fraction" {
+                "0.5"
+            } else {
+                "\"5m\""
+            }
+        };
+        for key in names::CONFIG_KEYS.iter().filter(|k| **k != "profiles") {
+            let text = format!("{key} = {}\n", value(key));
+            assert!(quick(&text).is_some(), "{key}");
+        }
+        for key in names::PROFILE_KEYS {
+            let text = format!("[profiles.a]\n{key} = {}\n", value(key));
+            assert!(quick(&text).is_some(), "{key}");
+        }
+        for unknown in [
+            "isuer = \"x\"\n",
+            "client_secret = \"x\"\n",
+            "[profiles.a]\nclient_secret = \"x\"\n",
+            "[profiles.a]\nisuer = \"x\"\n",
+        ] {
+            assert!(quick(unknown).is_none(), "{unknown}");
+        }
+        // A key it skips may hold anything; one it reads must have its type.
+        assert!(
+            quick("[profiles.a]\nscopes = [\"a\"]\nauthorization_params = { p = \"q\" }\n")
+                .is_some()
+        );
+        assert!(quick("refresh_fraction = \"0.5\"\n").is_none());
+        let config = quick(
+            "default_profile = \"a\"\nrefresh_threshold = \"1m\"\n[profiles.a]\nrefresh_fraction = 1\n",
+        )
+        .unwrap();
+        assert_eq!(config.default_profile.as_deref(), Some("a"));
+        assert_eq!(config.layers("a"), [(None, Some(1.0)), (Some("1m"), None)]);
+        assert_eq!(config.layers("b"), [(None, None), (Some("1m"), None)]);
     }
 }

@@ -161,12 +161,12 @@ pub fn run(args: Args, level: Level) -> Result<()> {
 
 /// One line for people.
 fn line(row: &Row) -> String {
-    let mut parts = vec![format!(
-        "{}{}",
-        row.name,
-        if row.default { " (default)" } else { "" }
-    )];
-    parts.push(format!("issuer {}", row.issuer.as_deref().unwrap_or("-")));
+    let name = if row.default {
+        format!("{} (default)", row.name)
+    } else {
+        row.name.clone()
+    };
+    let mut parts = vec![format!("issuer {}", row.issuer.as_deref().unwrap_or("-"))];
     parts.push(format!(
         "client {}",
         row.client_id.as_deref().unwrap_or("-")
@@ -182,5 +182,5 @@ fn line(row: &Row) -> String {
         }
         .to_owned(),
     );
-    parts.join("; ")
+    format!("{name}: {}", parts.join("; "))
 }

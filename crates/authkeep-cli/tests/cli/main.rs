@@ -4,6 +4,7 @@
 mod engine;
 mod faults;
 mod harness;
+mod profiles;
 mod providers;
 mod race;
 mod request;
