@@ -30,7 +30,9 @@ fn commands(url: &str, var: impl Fn(&str) -> Option<OsString>) -> Vec<(String, V
     if let Some(browser) = var(ENV_BROWSER).map(|v| v.to_string_lossy().into_owned()) {
         for entry in browser.split(':').map(str::trim).filter(|e| !e.is_empty()) {
             let mut words = entry.split_whitespace().map(str::to_owned);
-            let Some(program) = words.next() else { continue };
+            let Some(program) = words.next() else {
+                continue;
+            };
             let mut args: Vec<String> = words.collect();
             if args.iter().any(|a| a.contains("%s")) {
                 for arg in &mut args {
@@ -94,7 +96,13 @@ mod tests {
     fn browser_commands_take_the_url_where_they_say() {
         let url = "https://idp.example/authorize?a=1&b=2";
         let found = commands(url, env(&[("BROWSER", "firefox --new-tab %s:lynx")]));
-        assert_eq!(found[0], ("firefox".to_owned(), vec!["--new-tab".to_owned(), url.to_owned()]));
+        assert_eq!(
+            found[0],
+            (
+                "firefox".to_owned(),
+                vec!["--new-tab".to_owned(), url.to_owned()]
+            )
+        );
         assert_eq!(found[1], ("lynx".to_owned(), vec![url.to_owned()]));
     }
 

@@ -12,8 +12,8 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{Result, anyhow};
-use authkeep::{AccessToken, FileStore, SessionKey};
-use jiff::Timestamp;
+use authkeep::{AccessToken, FileStore, Policy, SessionKey};
+use jiff::{SignedDuration, Timestamp};
 
 use crate::names;
 
@@ -77,8 +77,8 @@ pub const SETTING_VARIABLES: [&str; 6] = [
 /// The common `authkeep token` command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommonToken {
-    /// `--profile`.
-    pub profile: String,
+    /// `--profile`, when given.
+    pub profile: Option<String>,
     /// `--json`.
     pub json: bool,
     /// `-v`.
@@ -125,12 +125,49 @@ impl CommonToken {
             }
         }
         Some(Self {
-            profile: profile.unwrap_or_else(|| names::DEFAULT_PROFILE.to_owned()),
+            profile,
             json,
             verbose,
             quiet,
         })
     }
+}
+
+/// The profile to use: the one asked for (`--profile`, else `AUTHKEEP_PROFILE`),
+/// else the configuration's `default_profile`, else `default`. Both binaries
+/// choose with this function.
+pub fn profile_name<'a>(asked: Option<&'a str>, default_profile: Option<&'a str>) -> &'a str {
+    asked.or(default_profile).unwrap_or(names::DEFAULT_PROFILE)
+}
+
+/// The refresh policy: what was asked for (a flag, else its environment
+/// variable), else the profile's setting, else the top level's, else the
+/// default. `layers` are the configuration's (threshold, fraction) pairs, the
+/// profile's first. Both binaries decide with this function, so the front
+/// serves exactly when the full binary would not refresh. The error says which
+/// value is wrong, without saying where it came from.
+pub fn refresh_policy(
+    threshold: Option<SignedDuration>,
+    fraction: Option<f64>,
+    layers: [(Option<&str>, Option<f64>); 2],
+) -> Result<Policy, String> {
+    let defaults = Policy::default();
+    let threshold = match threshold {
+        Some(asked) => asked,
+        None => match layers.iter().find_map(|(t, _)| *t) {
+            Some(text) => names::parse_duration(text)?,
+            None => defaults.threshold,
+        },
+    };
+    let fraction = fraction
+        .or_else(|| layers.iter().find_map(|(_, f)| *f))
+        .unwrap_or(defaults.fraction);
+    if !(0.0..=1.0).contains(&fraction) {
+        return Err(format!(
+            "invalid share {fraction}: a number from 0 to 1, such as 0.5"
+        ));
+    }
+    Ok(defaults.with_threshold(threshold).with_fraction(fraction))
 }
 
 /// Prints a served token on stdout: the bare token and a newline, or with

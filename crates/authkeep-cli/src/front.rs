@@ -4,28 +4,92 @@
 //! that carries an HTTP stack, TLS and a full argument parser spends more time
 //! paging itself in than doing that. So `authkeep` is small: it serves the common
 //! invocation (`authkeep token [--profile NAME] [--json] [-q]`) when the stored
-//! token is valid and outside its refresh window, with the default policy and no
-//! configuration file, also after waiting for another process's refresh; and it
-//! hands every other command line, unchanged, to the full binary `authkeep-main`
-//! installed beside it, which decides everything again.
+//! token is valid and outside its refresh window, also after waiting for another
+//! process's refresh; and it hands every other command line, unchanged, to the
+//! full binary `authkeep-main` installed beside it, which decides everything again.
+//!
+//! It reads `config.toml` itself, only the keys that change the decision
+//! (`default_profile`, the refresh threshold and fraction at the top level and in
+//! the profile's table), and chooses the profile and policy with the same
+//! functions as the full binary (`common::profile_name`, `common::refresh_policy`),
+//! so it serves exactly when the full binary would not refresh. Whatever it cannot
+//! read or parse, it leaves to the full binary, which validates the whole file.
 
+use std::collections::BTreeMap;
+use std::env::VarError;
 use std::ffi::OsString;
+use std::path::Path;
 use std::process::ExitCode;
-
 use std::time::Duration;
 
 use authkeep::policy::UseReason;
 use authkeep::{
-    Clock as _, DEFAULT_LOCK_TIMEOUT, Decision, Demand, Policy, Record, SessionKey, StoreError,
+    Clock as _, DEFAULT_LOCK_TIMEOUT, Decision, Demand, Record, SessionKey, StoreError,
     SystemClock, TokenSet,
 };
 use common::CommonToken;
 use jiff::Timestamp;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
 
 mod common;
 // The front uses only the names of the settings; the full binary uses the rest.
 #[allow(dead_code)]
 mod names;
+
+/// What the front reads of `config.toml`: the keys that can change the warm
+/// path's decision. Every other key the file may hold is skipped unread (the full
+/// binary validates those); a key the file may not hold (a typo, a secret) fails
+/// the parse, so the full binary reports it. A unit test holds the names to
+/// [`names::CONFIG_KEYS`] and [`names::PROFILE_KEYS`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code, reason = "the skipped keys are only named, never read")]
+struct QuickConfig {
+    default_profile: Option<String>,
+    refresh_threshold: Option<String>,
+    refresh_fraction: Option<f64>,
+    lock_timeout: Option<IgnoredAny>,
+    connect_timeout: Option<IgnoredAny>,
+    timeout: Option<IgnoredAny>,
+    #[serde(default)]
+    profiles: BTreeMap<String, QuickProfile>,
+}
+
+/// What the front reads of one `[profiles.NAME]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code, reason = "the skipped keys are only named, never read")]
+struct QuickProfile {
+    refresh_threshold: Option<String>,
+    refresh_fraction: Option<f64>,
+    issuer: Option<IgnoredAny>,
+    client_id: Option<IgnoredAny>,
+    client_secret_file: Option<IgnoredAny>,
+    client_secret_env: Option<IgnoredAny>,
+    client_auth: Option<IgnoredAny>,
+    scopes: Option<IgnoredAny>,
+    audience: Option<IgnoredAny>,
+    authorization_params: Option<IgnoredAny>,
+    login: Option<IgnoredAny>,
+    redirect_uri: Option<IgnoredAny>,
+    token_endpoint: Option<IgnoredAny>,
+    insecure_allow_http: Option<IgnoredAny>,
+}
+
+impl QuickConfig {
+    /// The (threshold, fraction) layers of `profile`, for [`common::refresh_policy`].
+    fn layers(&self, profile: &str) -> [(Option<&str>, Option<f64>); 2] {
+        let own = self.profiles.get(profile);
+        [
+            (
+                own.and_then(|p| p.refresh_threshold.as_deref()),
+                own.and_then(|p| p.refresh_fraction),
+            ),
+            (self.refresh_threshold.as_deref(), self.refresh_fraction),
+        ]
+    }
+}
 
 /// The full binary's name.
 const FULL: &str = "authkeep-main";
@@ -42,26 +106,41 @@ fn main() -> ExitCode {
 /// its window, and returns the exit code. When the token is due for refresh and
 /// another process holds the session's lock (it is refreshing), waits for it to
 /// let go and reads its result: N processes that start together cost one full
-/// start and N small ones. Anything else (other flags, settings from the
-/// environment or a configuration file, `-v`, a refresh to make, no session, an
-/// unreadable file) returns `None` and is left to the full binary.
+/// start and N small ones. Anything else (other flags, `-v`, a setting it cannot
+/// read, a refresh to make, no session, an unreadable file) returns `None` and is
+/// left to the full binary.
 fn serve_warm(args: &[OsString]) -> Option<ExitCode> {
-    // The lock wait cannot change the decision; the front honours it itself.
-    let is_set = |name: &str| name != names::ENV_LOCK_TIMEOUT && std::env::var_os(name).is_some();
-    let invocation = common::CommonToken::read(args.get(1..).unwrap_or_default(), is_set)?;
-    let lock_timeout = match std::env::var(names::ENV_LOCK_TIMEOUT) {
-        Ok(text) => names::parse_duration(&text)
-            .ok()
-            .and_then(|d| Duration::try_from(d).ok())?,
-        Err(_) => DEFAULT_LOCK_TIMEOUT,
-    };
-    let home = common::Home::locate().ok()?;
-    if invocation.verbose || home.config_file().exists() {
+    // The front reads the setting variables itself (below), so none of them
+    // sends the command line to clap; the timeouts cannot change the decision.
+    let invocation = common::CommonToken::read(args.get(1..).unwrap_or_default(), |_| false)?;
+    if invocation.verbose {
         return None;
     }
-    let key = SessionKey::new(&invocation.profile).ok()?;
+    let lock_timeout = match variable(names::ENV_LOCK_TIMEOUT)? {
+        Some(text) => Duration::try_from(names::parse_duration(&text).ok()?).ok()?,
+        None => DEFAULT_LOCK_TIMEOUT,
+    };
+    let home = common::Home::locate().ok()?;
+    let config = quick_config(&home.config_file())?;
+    let from_environment = variable(names::ENV_PROFILE)?;
+    let name = common::profile_name(
+        invocation
+            .profile
+            .as_deref()
+            .or(from_environment.as_deref()),
+        config.default_profile.as_deref(),
+    );
+    let key = SessionKey::new(name).ok()?;
+    let threshold = match variable(names::ENV_REFRESH_THRESHOLD)? {
+        Some(text) => Some(names::parse_duration(&text).ok()?),
+        None => None,
+    };
+    let fraction = match variable(names::ENV_REFRESH_FRACTION)? {
+        Some(text) => Some(names::parse_fraction(&text).ok()?),
+        None => None,
+    };
+    let policy = common::refresh_policy(threshold, fraction, config.layers(name)).ok()?;
     let store = home.store();
-    let policy = Policy::default();
     let clock = SystemClock;
     let (mut loaded, mut decision) = store.warm(&key, &policy, Demand::new(), clock.now()).ok()?;
     if matches!(decision, Decision::Refresh { .. }) && store.is_locked_blocking(&key).ok()? {
@@ -76,6 +155,27 @@ fn serve_warm(args: &[OsString]) -> Option<ExitCode> {
         return None;
     };
     Some(print(&invocation, &key, tokens, clock.now()))
+}
+
+/// A setting variable: `Some(None)` when unset, `Some(Some(value))` when set;
+/// `None` (leave it to the full binary) when set but empty or not Unicode, whose
+/// reading is clap's to apply.
+fn variable(name: &str) -> Option<Option<String>> {
+    match std::env::var(name) {
+        Ok(value) if !value.is_empty() => Some(Some(value)),
+        Err(VarError::NotPresent) => Some(None),
+        Ok(_) | Err(VarError::NotUnicode(_)) => None,
+    }
+}
+
+/// The keys of `config.toml` that the warm path needs: empty when there is no
+/// file; `None` (leave it to the full binary) when it cannot be read or parsed.
+fn quick_config(path: &Path) -> Option<QuickConfig> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text).ok(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(QuickConfig::default()),
+        Err(_) => None,
+    }
 }
 
 /// Prints the token and returns the exit code.
@@ -184,5 +284,54 @@ fn run_full(args: &[OsString]) -> ExitCode {
             ));
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quick(text: &str) -> Option<QuickConfig> {
+        toml::from_str(text).ok()
+    }
+
+    #[test]
+    fn the_front_knows_every_key_of_the_file_and_no_other() {
+        let value = |key: &str| {
+            if key == "refresh_fraction" {
+                "0.5"
+            } else {
+                "\"5m\""
+            }
+        };
+        for key in names::CONFIG_KEYS.iter().filter(|k| **k != "profiles") {
+            let text = format!("{key} = {}\n", value(key));
+            assert!(quick(&text).is_some(), "{key}");
+        }
+        for key in names::PROFILE_KEYS {
+            let text = format!("[profiles.a]\n{key} = {}\n", value(key));
+            assert!(quick(&text).is_some(), "{key}");
+        }
+        for unknown in [
+            "isuer = \"x\"\n",
+            "client_secret = \"x\"\n",
+            "[profiles.a]\nclient_secret = \"x\"\n",
+            "[profiles.a]\nisuer = \"x\"\n",
+        ] {
+            assert!(quick(unknown).is_none(), "{unknown}");
+        }
+        // A key it skips may hold anything; one it reads must have its type.
+        assert!(
+            quick("[profiles.a]\nscopes = [\"a\"]\nauthorization_params = { p = \"q\" }\n")
+                .is_some()
+        );
+        assert!(quick("refresh_fraction = \"0.5\"\n").is_none());
+        let config = quick(
+            "default_profile = \"a\"\nrefresh_threshold = \"1m\"\n[profiles.a]\nrefresh_fraction = 1\n",
+        )
+        .unwrap();
+        assert_eq!(config.default_profile.as_deref(), Some("a"));
+        assert_eq!(config.layers("a"), [(None, Some(1.0)), (Some("1m"), None)]);
+        assert_eq!(config.layers("b"), [(None, None), (Some("1m"), None)]);
     }
 }

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Args as _, FromArgMatches as _, Parser, Subcommand};
 
+mod browser;
 mod commands;
 mod common;
 mod config;
@@ -16,6 +17,7 @@ mod exit;
 mod interrupt;
 mod names;
 mod printer;
+mod progress;
 
 /// Keeps OAuth 2.0 / OpenID Connect sessions alive: refreshes ahead of expiry,
 /// one refresh at a time across processes, never logs you out because of a race
@@ -32,7 +34,8 @@ mod printer;
 2 usage or configuration error, 3 login required, 4 retry later, \
 5 the server still answered an error after the one retry (request), \
 130/143 stopped by SIGINT/SIGTERM (after any refresh's answer was saved).\n\
-Configuration and state live in $AUTHKEEP_HOME (default: the platform's config and state directories)."
+Configuration (config.toml: settings and [profiles.NAME] tables; see `authkeep profiles --help`) \
+and state live in $AUTHKEEP_HOME (default: the platform's config and state directories)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -43,14 +46,18 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Store a session: import a token response or record (interactive logins come later).
+    /// Log in (browser, device code, client credentials, a bare token or an import) and keep the profile.
+    #[command(after_help = commands::login::AFTER_HELP)]
     Login(commands::login::Args),
     #[command(about = commands::token::ABOUT)]
     Token(commands::token::Args),
     /// Show every session (or one): issuer, expiry, whether it can renew itself, health.
     Status(commands::status::Args),
-    /// Delete the local session of a profile.
+    /// Log out: revoke the tokens at the provider and delete the local session (the profile stays).
     Logout(commands::logout::Args),
+    /// List the profiles of config.toml and the stored sessions, or choose the default profile.
+    #[command(after_help = commands::profiles::AFTER_HELP)]
+    Profiles(commands::profiles::Args),
     #[command(about = commands::request::ABOUT, after_help = commands::request::AFTER_HELP)]
     Request(commands::request::Args),
     /// Watch authkeep keep a session alive against a built-in identity provider (about a minute).
@@ -67,6 +74,7 @@ fn main() -> ExitCode {
         Command::Token(args) => (args.json, commands::token::run(args, level)),
         Command::Status(args) => (args.json, commands::status::run(args)),
         Command::Logout(args) => (false, commands::logout::run(args, level)),
+        Command::Profiles(args) => (args.json, commands::profiles::run(args, level)),
         Command::Request(args) => (false, commands::request::run(args, level)),
         Command::Demo(args) => (false, commands::demo::run(args)),
         Command::Devidp(args) => (false, commands::devidp::run(args)),

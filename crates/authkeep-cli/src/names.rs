@@ -22,17 +22,47 @@ pub const ENV_TIMEOUT: &str = "AUTHKEEP_TIMEOUT";
 /// `AUTHKEEP_CLIENT_SECRET`: a client secret for `login`, instead of a file.
 pub const ENV_CLIENT_SECRET: &str = "AUTHKEEP_CLIENT_SECRET";
 
+/// The keys of `config.toml`'s top level.
+pub const CONFIG_KEYS: [&str; 7] = [
+    "default_profile",
+    "refresh_threshold",
+    "refresh_fraction",
+    "lock_timeout",
+    "connect_timeout",
+    "timeout",
+    "profiles",
+];
+
+/// The keys of a `[profiles.NAME]` table in `config.toml`.
+pub const PROFILE_KEYS: [&str; 14] = [
+    "issuer",
+    "client_id",
+    "client_secret_file",
+    "client_secret_env",
+    "client_auth",
+    "scopes",
+    "audience",
+    "authorization_params",
+    "login",
+    "redirect_uri",
+    "token_endpoint",
+    "refresh_threshold",
+    "refresh_fraction",
+    "insecure_allow_http",
+];
+
 /// The profile used when none is named. Every other default is the library's
 /// (`authkeep::Policy::default()`, `authkeep::Network::default()`,
 /// `authkeep::DEFAULT_LOCK_TIMEOUT`); `--help` repeats them in each flag's text.
 pub const DEFAULT_PROFILE: &str = "default";
 
 /// `--profile`.
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, Default)]
 pub struct ProfileArg {
-    /// Which session: a name of 1–64 characters from A-Z a-z 0-9 . _ -
-    #[arg(long, short = 'p', env = ENV_PROFILE, default_value = DEFAULT_PROFILE, value_name = "NAME")]
-    pub profile: String,
+    /// Which session: a name of 1–64 characters from A-Z a-z 0-9 . _ - [default:
+    /// default_profile in config.toml, else "default"]
+    #[arg(long, short = 'p', env = ENV_PROFILE, value_name = "NAME")]
+    pub profile: Option<String>,
 }
 
 /// `--profile` where leaving it out means "every profile". `AUTHKEEP_PROFILE`
@@ -77,10 +107,17 @@ pub struct NetworkArgs {
 #[derive(Args, Debug, Clone, Copy, Default)]
 pub struct VerbosityArgs {
     /// Show every step on stderr.
-    #[arg(long, short = 'v', global = true, conflicts_with = "quiet")]
+    // After each command's own options, whichever command shows them.
+    #[arg(
+        long,
+        short = 'v',
+        global = true,
+        conflicts_with = "quiet",
+        display_order = 900
+    )]
     pub verbose: bool,
     /// Show nothing on stderr but errors.
-    #[arg(long, short = 'q', global = true)]
+    #[arg(long, short = 'q', global = true, display_order = 901)]
     pub quiet: bool,
 }
 
@@ -107,7 +144,8 @@ pub fn parse_duration(text: &str) -> Result<SignedDuration, String> {
     Ok(parsed)
 }
 
-fn parse_fraction(text: &str) -> Result<f64, String> {
+/// Parses a share from 0 to 1 (`0.5`).
+pub fn parse_fraction(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
         Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
         _ => Err(format!(

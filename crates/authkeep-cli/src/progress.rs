@@ -33,11 +33,9 @@ impl Spinner {
             for frame in FRAMES.iter().cycle() {
                 let line = format!("\r\x1b[2K{frame} {}", label());
                 // A terminal that cannot be written to only loses the spinner.
-                let mut stderr = std::io::stderr().lock();
-                if stderr.write_all(line.as_bytes()).and_then(|()| stderr.flush()).is_err() {
+                if write(line.as_bytes()).is_err() {
                     return;
                 }
-                drop(stderr);
                 tokio::time::sleep(TICK).await;
             }
         });
@@ -57,11 +55,16 @@ impl Spinner {
     fn clear(&mut self) {
         if let Some(task) = self.0.take() {
             task.abort();
-            let mut stderr = std::io::stderr().lock();
             // The line is cosmetic: a failed write leaves it, nothing more.
-            if stderr.write_all(b"\r\x1b[2K").and_then(|()| stderr.flush()).is_err() {}
+            if write(b"\r\x1b[2K").is_err() {}
         }
     }
+}
+
+fn write(bytes: &[u8]) -> std::io::Result<()> {
+    let mut stderr = std::io::stderr().lock();
+    stderr.write_all(bytes)?;
+    stderr.flush()
 }
 
 impl Drop for Spinner {

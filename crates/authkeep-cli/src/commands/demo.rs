@@ -6,9 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow};
-use authkeep::{
-    Client, Demand, Event, FileStore, Keeper, Policy, SessionKey, Stored,
-};
+use authkeep::{Client, Demand, Event, FileStore, Keeper, Policy, SessionKey, Stored};
 use authkeep_devidp::{Config, DevIdp, FaultKind, Faults, Flavor};
 use jiff::{SignedDuration, Timestamp};
 
@@ -303,20 +301,27 @@ async fn device_login(
         )
     });
     let logged_in = keeper
-        .login_device(key, client, &metadata, &[], Duration::from_secs(60), |authorization| {
-            let page = authorization
-                .verification_uri_complete
-                .clone()
-                .unwrap_or_else(|| authorization.verification_uri.clone());
-            let line = format!(
-                "login    device login (RFC 8628): open {} and enter {}",
-                authorization.verification_uri, authorization.user_code
-            );
-            // The demo's own output: a closed stdout ends the demo below.
-            if step(started, &line).is_ok() {
-                shown.send((page, authorization.user_code.clone())).ok();
-            }
-        })
+        .login_device(
+            key,
+            client,
+            &metadata,
+            &[],
+            Duration::from_secs(60),
+            |authorization| {
+                let page = authorization
+                    .verification_uri_complete
+                    .clone()
+                    .unwrap_or_else(|| authorization.verification_uri.clone());
+                let line = format!(
+                    "login    device login (RFC 8628): open {} and enter {}",
+                    authorization.verification_uri, authorization.user_code
+                );
+                // The demo's own output: a closed stdout ends the demo below.
+                if step(started, &line).is_ok() {
+                    shown.send((page, authorization.user_code.clone())).ok();
+                }
+            },
+        )
         .await;
     person.await.context("the demo's approving task failed")??;
     let stored = logged_in?;
@@ -340,9 +345,16 @@ async fn device_login(
 /// its form with Approve.
 async fn approve(page: &str, user_code: &str) -> Result<()> {
     let http = reqwest::Client::new();
-    let opened = http.get(page).send().await.context("opening the verification page")?;
+    let opened = http
+        .get(page)
+        .send()
+        .await
+        .context("opening the verification page")?;
     if !opened.status().is_success() {
-        return Err(anyhow!("the verification page answered {}", opened.status()));
+        return Err(anyhow!(
+            "the verification page answered {}",
+            opened.status()
+        ));
     }
     // The page's form posts to the page itself, without the query.
     let mut action = opened.url().clone();

@@ -22,7 +22,7 @@ use serde_json::Value;
 
 use crate::common::instant;
 use crate::config::{self, AuthMethod, LoginMethod, Profile, Settings};
-use crate::exit::{NeedsLogin, endpoint_usage, usage};
+use crate::exit::{endpoint_usage, usage};
 use crate::names::{ENV_CLIENT_SECRET, NetworkArgs, PolicyArgs, ProfileArg, parse_duration};
 use crate::printer::{self, Level};
 use crate::{browser, progress};
@@ -222,7 +222,9 @@ fn merged(args: &Args, saved: &Profile) -> Profile {
         profile.audience = Some(audience.clone());
     }
     for (name, value) in &args.params {
-        profile.authorization_params.insert(name.clone(), value.clone());
+        profile
+            .authorization_params
+            .insert(name.clone(), value.clone());
     }
     if let Some(endpoint) = &args.token_endpoint {
         profile.token_endpoint = Some(endpoint.clone());
@@ -282,7 +284,11 @@ fn log_in(
     let client_id = match (&profile.client_id, method) {
         (Some(id), _) => id.clone(),
         (None, Method::Login(LoginMethod::Token)) => String::new(),
-        (None, _) => return Err(usage(format!("profile {key} has no client id: give --client-id ID"))),
+        (None, _) => {
+            return Err(usage(format!(
+                "profile {key} has no client id: give --client-id ID"
+            )));
+        }
     };
     let reads_stdin = matches!(method, Method::Login(LoginMethod::Token))
         || options.import.as_deref() == Some(Path::new("-"));
@@ -321,7 +327,7 @@ fn log_in(
                     keeper.metadata(&key, &issuer).await?;
                 }
                 let stored = keeper.import_login(&key, client, response).await;
-                Ok(LoggedIn::Stored(stored.map_err(with_corrupt_hint(&key))?))
+                Ok::<_, anyhow::Error>(LoggedIn::Stored(stored.map_err(with_corrupt_hint(&key))?))
             }
             Method::Login(LoginMethod::Token) => {
                 let token = read_token()?;
@@ -504,12 +510,10 @@ fn confirm_replacing(
 
 fn show_device_prompt(key: &SessionKey, authorization: &DeviceAuthorization, level: Level) {
     let left = printer::duration(authorization.expires_at.duration_since(Timestamp::now()));
-    let mut lines = vec![
-        format!(
-            "{key}: to sign in, open {} and enter the code {}",
-            authorization.verification_uri, authorization.user_code
-        ),
-    ];
+    let mut lines = vec![format!(
+        "{key}: to sign in, open {} and enter the code {}",
+        authorization.verification_uri, authorization.user_code
+    )];
     if let Some(complete) = &authorization.verification_uri_complete {
         lines.push(format!("{key}: or open {complete} (the code is filled in)"));
     }
@@ -547,17 +551,29 @@ fn show_device_prompt(key: &SessionKey, authorization: &DeviceAuthorization, lev
 fn show_browser_prompt(key: &SessionKey, url: &str, no_browser: bool, level: Level) {
     let shown = level.max(Level::Normal);
     if no_browser {
-        printer::status(shown, Level::Normal, &format!("{key}: open this URL in a browser to sign in:"));
+        printer::status(
+            shown,
+            Level::Normal,
+            &format!("{key}: open this URL in a browser to sign in:"),
+        );
         printer::status(shown, Level::Normal, url);
         return;
     }
     match browser::open(url) {
         Ok(_) => {
-            printer::status(shown, Level::Normal, &format!("{key}: opened your browser to sign in; if it did not open, visit:"));
+            printer::status(
+                shown,
+                Level::Normal,
+                &format!("{key}: opened your browser to sign in; if it did not open, visit:"),
+            );
             printer::status(shown, Level::Normal, url);
         }
         Err(e) => {
-            printer::status(shown, Level::Normal, &format!("{key}: could not open a browser ({e}); open this URL to sign in:"));
+            printer::status(
+                shown,
+                Level::Normal,
+                &format!("{key}: could not open a browser ({e}); open this URL to sign in:"),
+            );
             printer::status(shown, Level::Normal, url);
         }
     }
@@ -569,7 +585,9 @@ fn waiting_spinner(deadline: Timestamp, level: Level) -> progress::Spinner {
         return progress::Spinner::none();
     }
     progress::Spinner::start(move || {
-        let left = deadline.duration_since(Timestamp::now()).max(SignedDuration::ZERO);
+        let left = deadline
+            .duration_since(Timestamp::now())
+            .max(SignedDuration::ZERO);
         format!("waiting for the sign-in… {} left", printer::duration(left))
     })
 }
@@ -689,7 +707,9 @@ fn read_token() -> Result<String> {
         return Err(usage("no access token on stdin"));
     }
     if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(usage("the access token on stdin must be one line without spaces"));
+        return Err(usage(
+            "the access token on stdin must be one line without spaces",
+        ));
     }
     Ok(token.to_owned())
 }
@@ -773,12 +793,6 @@ fn parse_import(bytes: &[u8], source: &Path) -> Result<TokenResponse> {
     Ok(response)
 }
 
-/// The error of `authkeep token` when a login is needed and none may start.
-pub fn login_needed(key: &SessionKey) -> anyhow::Error {
-    anyhow!(NeedsLogin(format!(
-        "profile {key} needs a login; run `authkeep login --profile {key}`"
-    )))
-}
 #[cfg(test)]
 mod tests {
     use super::*;

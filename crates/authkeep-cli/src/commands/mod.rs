@@ -4,6 +4,7 @@ pub mod demo;
 pub mod devidp;
 pub mod login;
 pub mod logout;
+pub mod profiles;
 pub mod request;
 pub mod status;
 pub mod token;

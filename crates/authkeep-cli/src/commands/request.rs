@@ -15,7 +15,7 @@ use reqwest::header::{HeaderValue, LOCATION};
 use reqwest::{Method, StatusCode, Url};
 
 use crate::commands::token::status_lines;
-use crate::config::{self, session_key};
+use crate::config;
 use crate::exit::{ResourceError, RetryLater, endpoint_usage, usage};
 use crate::names::{NetworkArgs, PolicyArgs, ProfileArg};
 use crate::printer::{self, Level};
@@ -96,9 +96,9 @@ struct Hop {
 
 /// Runs the command.
 pub fn run(args: Args, level: Level) -> Result<()> {
-    let key = session_key(&args.profile.profile)?;
     let first = first_hop(&args)?;
-    let settings = config::Settings::resolve(&args.policy, &args.network)?;
+    let settings = config::Settings::resolve(&args.profile, &args.policy, &args.network)?;
+    let key = settings.key.clone();
     // One client for the provider and the server: one connection pool. It
     // follows no redirect: each hop is judged here.
     let client = settings

@@ -9,10 +9,10 @@ use authkeep::{FailureClass, Policy, Record, SessionKey, SessionState};
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
-use crate::common::{Home, instant};
-use crate::config::{self, session_key};
-use crate::exit::{self, NeedsLogin};
-use crate::names::{NetworkArgs, OptionalProfileArg, PolicyArgs};
+use crate::common::instant;
+use crate::config;
+use crate::exit::NeedsLogin;
+use crate::names::{NetworkArgs, OptionalProfileArg, PolicyArgs, ProfileArg};
 use crate::printer::{self, Level};
 
 /// Show every session (or one): issuer, client, expiry, remaining time, whether it
@@ -68,32 +68,30 @@ struct LastError {
 
 /// Runs the command.
 pub fn run(args: Args) -> Result<()> {
-    let home = Home::locate()?;
-    let store = home.store();
+    // A broken configuration file must not hide the sessions: their state is
+    // then judged by the default policy, with a warning.
+    let asked = ProfileArg {
+        profile: args.profile.profile.clone(),
+    };
+    let (settings, warning) =
+        config::Settings::resolve_lenient(&asked, &args.policy, &NetworkArgs::default())?;
+    if let Some(warning) = warning {
+        printer::status(
+            Level::Normal,
+            Level::Normal,
+            &config::ignored_warning(&warning),
+        );
+    }
+    let store = settings.home.store();
     let keys = match &args.profile.profile {
-        Some(name) => vec![session_key(name)?],
+        Some(_) => vec![settings.key.clone()],
         None => crate::runtime()?.block_on(store.list())?,
     };
     let now = Timestamp::now();
-    // A broken configuration file must not hide the sessions: their state is
-    // then judged by the default policy, with a warning.
-    let policy = match config::Settings::resolve(&args.policy, &NetworkArgs::default()) {
-        Ok(settings) => settings.policy,
-        Err(e) => {
-            printer::status(
-                Level::Normal,
-                Level::Normal,
-                &format!(
-                    "warning: {}; judging with the default refresh policy",
-                    exit::one_line(&e)
-                ),
-            );
-            Policy::default()
-        }
-    };
     let mut rows = Vec::new();
     let mut unreadable = None;
     for key in &keys {
+        let policy = settings.policy_of(key)?;
         match store.load_with_skew_blocking(key) {
             Ok(loaded) => rows.push(row(key, loaded.map(|v| v.record).as_ref(), &policy, now)),
             Err(e) => {

@@ -5,7 +5,7 @@ use authkeep::{Demand, Event};
 use jiff::SignedDuration;
 
 use crate::common::{CommonToken, print_token};
-use crate::config::{self, session_key};
+use crate::config;
 use crate::names::{NetworkArgs, PolicyArgs, ProfileArg, VerbosityArgs, parse_duration};
 use crate::printer::{self, Level};
 
@@ -29,6 +29,11 @@ pub struct Args {
     /// another process made moments ago).
     #[arg(long)]
     force_refresh: bool,
+    /// When the profile needs a login, start it (as `authkeep login` would with the profile's
+    /// settings), then print the token; only where stdin and stderr are a terminal. Without a
+    /// terminal, or without this flag, a needed login is exit 3 naming the command to run.
+    #[arg(long)]
+    login: bool,
     #[command(flatten)]
     policy: PolicyArgs,
     #[command(flatten)]
@@ -45,6 +50,7 @@ impl Args {
             json: common.json,
             min_valid: None,
             force_refresh: false,
+            login: false,
             policy: PolicyArgs::default(),
             network: NetworkArgs::default(),
         };
@@ -60,11 +66,9 @@ impl Args {
 
 /// Runs the command.
 pub fn run(args: Args, level: Level) -> Result<()> {
-    let key = session_key(&args.profile.profile)?;
-    let keeper = config::Settings::resolve(&args.policy, &args.network)?
-        .keeper()
-        .on_event(status_lines(level))
-        .build();
+    let settings = config::Settings::resolve(&args.profile, &args.policy, &args.network)?;
+    let key = settings.key.clone();
+    let keeper = settings.keeper().on_event(status_lines(level)).build();
     let mut demand = Demand::new();
     if let Some(min_valid) = args.min_valid {
         demand = demand.min_valid(min_valid);
@@ -72,12 +76,21 @@ pub fn run(args: Args, level: Level) -> Result<()> {
     if args.force_refresh {
         demand = demand.force();
     }
-    let served = match keeper.token_without_network(&key, demand) {
-        Some(result) => result?,
-        None => crate::runtime()?.block_on(crate::interrupt::shielded(
-            keeper.shield(),
-            keeper.token(&key, demand),
-        ))?,
+    let obtain = || -> Result<authkeep::Token> {
+        match keeper.token_without_network(&key, demand) {
+            Some(result) => Ok(result?),
+            None => crate::runtime()?.block_on(crate::interrupt::shielded(
+                keeper.shield(),
+                keeper.token(&key, demand),
+            )),
+        }
+    };
+    let served = match obtain() {
+        Err(e) if args.login && needs_login(&e) && interactive() => {
+            super::login::run_configured(&settings, level)?;
+            obtain()?
+        }
+        other => other?,
     };
     print_token(
         &served.access_token,
@@ -99,4 +112,16 @@ pub fn status_lines(level: Level) -> impl Fn(&Event) + Send + Sync + 'static {
         let (needed, line) = printer::describe(event, jiff::Timestamp::now());
         printer::status(level, needed, &line);
     }
+}
+
+fn needs_login(error: &anyhow::Error) -> bool {
+    error
+        .downcast_ref::<authkeep::Error>()
+        .is_some_and(authkeep::Error::is_login_required)
+}
+
+/// Whether a person is at the terminal to log in.
+fn interactive() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
 }

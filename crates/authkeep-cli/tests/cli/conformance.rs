@@ -31,8 +31,18 @@ fn a_device_login_refreshes_across_rotations_and_logout_revokes() {
     let mut login = Running::start(
         &home,
         &[
-            "login", "--device", "-p", "op", "--issuer", provider.issuer(), "--client-id",
-            PUBLIC_CLIENT, "--scope", "openid", "--scope", "offline_access",
+            "login",
+            "--device",
+            "-p",
+            "op",
+            "--issuer",
+            provider.issuer(),
+            "--client-id",
+            PUBLIC_CLIENT,
+            "--scope",
+            "openid",
+            "--scope",
+            "offline_access",
         ],
         &[],
     );
@@ -48,12 +58,16 @@ fn a_device_login_refreshes_across_rotations_and_logout_revokes() {
     // never presents a consumed one: if it did, the provider would revoke the
     // whole grant, and the newest tokens would be inactive.
     for round in 0..3 {
+        home.age_obtained("op", 60);
         let printed = home.run(&["token", "-p", "op", "--force-refresh"]).ok();
         let (new_access, new_refresh) = stored(&home, "op");
         let new_refresh = new_refresh.unwrap();
         assert_eq!(printed, new_access);
         assert_ne!(new_refresh, refresh, "round {round}: rotated");
-        assert!(!provider.is_active(&refresh), "round {round}: the old one is consumed");
+        assert!(
+            !provider.is_active(&refresh),
+            "round {round}: the old one is consumed"
+        );
         assert!(provider.is_active(&new_refresh) && provider.is_active(&new_access));
         (access, refresh) = (new_access, new_refresh);
     }
@@ -85,15 +99,26 @@ fn a_browser_login_goes_through_the_providers_pages() {
     let login = Running::start(
         &home,
         &[
-            "login", "--browser", "-p", "op", "--issuer", provider.issuer(), "--client-id",
-            PUBLIC_CLIENT, "--scope", "openid offline_access",
+            "login",
+            "--browser",
+            "-p",
+            "op",
+            "--issuer",
+            provider.issuer(),
+            "--client-id",
+            PUBLIC_CLIENT,
+            "--scope",
+            "openid offline_access",
         ],
         &[("BROWSER", &script)],
     );
     wait_until("the browser to be opened", BOUND, || urls.exists());
     let url = std::fs::read_to_string(&urls).unwrap().trim().to_owned();
     let location = provider.authorize(&url);
-    assert!(location.contains("code=") && location.contains("iss="), "{location}");
+    assert!(
+        location.contains("code=") && location.contains("iss="),
+        "{location}"
+    );
     let landed = reqwest::blocking::get(&location).unwrap();
     assert_eq!(landed.status().as_u16(), 200);
     assert!(landed.text().unwrap().contains("signed in"));
@@ -110,8 +135,17 @@ fn client_credentials_are_granted_and_granted_again_on_refresh() {
     let home = Home::new();
     let output = home
         .command(&[
-            "login", "--client-credentials", "-p", "svc", "--issuer", provider.issuer(),
-            "--client-id", SERVICE_CLIENT, "--client-secret-env", "SERVICE_SECRET", "--scope",
+            "login",
+            "--client-credentials",
+            "-p",
+            "svc",
+            "--issuer",
+            provider.issuer(),
+            "--client-id",
+            SERVICE_CLIENT,
+            "--client-secret-env",
+            "SERVICE_SECRET",
+            "--scope",
             SERVICE_SCOPE,
         ])
         .env("SERVICE_SECRET", SERVICE_SECRET)
@@ -124,6 +158,8 @@ fn client_credentials_are_granted_and_granted_again_on_refresh() {
     let introspected = provider.introspect(&first);
     assert_eq!(introspected["active"], true, "{introspected}");
     assert_eq!(introspected["aud"], SERVICE_AUDIENCE, "{introspected}");
+    // A forced refresh right after a grant shares that grant; a minute later it repeats it.
+    home.age_obtained("svc", 60);
     let second = home.run(&["token", "-p", "svc", "--force-refresh"]).ok();
     assert_ne!(first, second);
     assert!(provider.is_active(&second));

@@ -78,8 +78,7 @@ impl Running {
     pub fn finish(mut self) -> (i32, String, String) {
         let status = self.child.wait().unwrap();
         let mut stdout = String::new();
-        std::io::Read::read_to_string(&mut self.child.stdout.take().unwrap(), &mut stdout)
-            .unwrap();
+        std::io::Read::read_to_string(&mut self.child.stdout.take().unwrap(), &mut stdout).unwrap();
         while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
             self.seen.push(line);
         }
@@ -89,7 +88,9 @@ impl Running {
 
 /// The word after `marker` in `line`.
 pub fn word_after<'a>(line: &'a str, marker: &str) -> &'a str {
-    let at = line.find(marker).unwrap_or_else(|| panic!("{marker:?} in {line:?}"));
+    let at = line
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker:?} in {line:?}"));
     line[at + marker.len()..].split_whitespace().next().unwrap()
 }
 
@@ -110,7 +111,11 @@ fn approve_device(issuer: &str, user_code: &str) {
         .form(&fields)
         .send()
         .unwrap();
-    assert!(approved.status().is_success(), "{}", approved.text().unwrap());
+    assert!(
+        approved.status().is_success(),
+        "{}",
+        approved.text().unwrap()
+    );
 }
 
 /// What a browser does with an authorization URL on the development provider:
@@ -122,7 +127,11 @@ fn approve_in_browser(authorization_url: &str) -> (u16, String) {
         .build()
         .unwrap();
     let page = http.get(authorization_url).send().unwrap();
-    assert!(page.status().is_success(), "consent page: {}", page.status());
+    assert!(
+        page.status().is_success(),
+        "consent page: {}",
+        page.status()
+    );
     let action = page.url().clone();
     let mut fields = fields_of(&page.text().unwrap());
     fields.push(("action".to_owned(), "approve".to_owned()));
@@ -165,8 +174,18 @@ fn device_login(idp: &Idp, home: &Home, profile: &str) -> (i32, String, String) 
     let mut login = Running::start(
         home,
         &[
-            "login", "--device", "-p", profile, "--issuer", idp.issuer(), "--client-id",
-            authkeep_devidp::DEFAULT_CLIENT_ID, "--scope", "openid", "--scope", "offline_access",
+            "login",
+            "--device",
+            "-p",
+            profile,
+            "--issuer",
+            idp.issuer(),
+            "--client-id",
+            authkeep_devidp::DEFAULT_CLIENT_ID,
+            "--scope",
+            "openid",
+            "--scope",
+            "offline_access",
         ],
         &[],
     );
@@ -184,15 +203,27 @@ fn a_device_login_shows_the_code_stores_the_session_and_keeps_the_profile() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.is_empty(), "{stdout}");
     let issuer = idp.issuer();
-    assert!(stderr.contains(&format!("open {issuer}/device and enter the code ")), "{stderr}");
-    assert!(stderr.contains(&format!("or open {issuer}/device?user_code=")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("open {issuer}/device and enter the code ")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("or open {issuer}/device?user_code=")),
+        "{stderr}"
+    );
     assert!(stderr.contains("session stored for"), "{stderr}");
     let (access, refresh) = stored(&home, "dev");
     assert!(!stderr.contains(&access), "no token on stderr");
     assert!(idp.is_active(&access) && idp.is_active(&refresh.unwrap()));
     let config = config(&home);
-    assert!(config.contains("[profiles.dev]") && config.contains("login = \"device\""), "{config}");
-    assert!(config.contains(&format!("issuer = \"{issuer}\"")), "{config}");
+    assert!(
+        config.contains("[profiles.dev]") && config.contains("login = \"device\""),
+        "{config}"
+    );
+    assert!(
+        config.contains(&format!("issuer = \"{issuer}\"")),
+        "{config}"
+    );
     // Later commands need only the profile.
     assert_eq!(home.run(&["token", "-p", "dev"]).ok(), access);
     assert_eq!(idp.counters().device_authorization_requests, 1);
@@ -207,14 +238,27 @@ fn a_browser_login_opens_the_browser_checks_the_redirect_and_shows_a_page() {
     let login = Running::start(
         &home,
         &[
-            "login", "--browser", "-p", "web", "--issuer", idp.issuer(), "--client-id",
-            authkeep_devidp::DEFAULT_CLIENT_ID, "--scope", "openid", "--scope", "offline_access",
+            "login",
+            "--browser",
+            "-p",
+            "web",
+            "--issuer",
+            idp.issuer(),
+            "--client-id",
+            authkeep_devidp::DEFAULT_CLIENT_ID,
+            "--scope",
+            "openid",
+            "--scope",
+            "offline_access",
         ],
         &[("BROWSER", &browser)],
     );
     wait_until("the browser to be opened", BOUND, || urls.exists());
     let url = std::fs::read_to_string(&urls).unwrap().trim().to_owned();
-    assert!(url.starts_with(&format!("{}/authorize?", idp.issuer())), "{url}");
+    assert!(
+        url.starts_with(&format!("{}/authorize?", idp.issuer())),
+        "{url}"
+    );
     assert!(url.contains("code_challenge_method=S256"), "{url}");
     let (status, page) = approve_in_browser(&url);
     assert_eq!(status, 200, "{page}");
@@ -241,15 +285,29 @@ fn a_browser_login_prints_the_url_when_no_browser_opens_and_honours_a_registered
     let mut login = Running::start(
         &home,
         &[
-            "login", "--browser", "--no-browser", "-p", "web", "--issuer", idp.issuer(),
-            "--client-id", authkeep_devidp::DEFAULT_CLIENT_ID, "--redirect-uri", &redirect,
+            "login",
+            "--browser",
+            "--no-browser",
+            "-p",
+            "web",
+            "--issuer",
+            idp.issuer(),
+            "--client-id",
+            authkeep_devidp::DEFAULT_CLIENT_ID,
+            "--redirect-uri",
+            &redirect,
         ],
         &[],
     );
     login.line_with("open this URL");
     let url = login.line_with("/authorize?");
     let url = url.trim_start_matches("authkeep: ").trim().to_owned();
-    assert!(url.contains(&format!("redirect_uri=http%3A%2F%2F127.0.0.1%3A{port}%2Fcb")), "{url}");
+    assert!(
+        url.contains(&format!(
+            "redirect_uri=http%3A%2F%2F127.0.0.1%3A{port}%2Fcb"
+        )),
+        "{url}"
+    );
     let (status, _) = approve_in_browser(&url);
     assert_eq!(status, 200);
     let (code, _, stderr) = login.finish();
@@ -258,8 +316,19 @@ fn a_browser_login_prints_the_url_when_no_browser_opens_and_honours_a_registered
 
     // The registered port taken by another program: a clear error, nothing stored.
     let taken = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
-    let run = home.run(&["login", "--browser", "--no-browser", "-p", "other", "--issuer", idp.issuer(),
-        "--client-id", "c", "--redirect-uri", &redirect]);
+    let run = home.run(&[
+        "login",
+        "--browser",
+        "--no-browser",
+        "-p",
+        "other",
+        "--issuer",
+        idp.issuer(),
+        "--client-id",
+        "c",
+        "--redirect-uri",
+        &redirect,
+    ]);
     drop(taken);
     assert_eq!(run.code(), 2, "{}", run.stderr());
     assert!(run.stderr().contains("in use"), "{}", run.stderr());
@@ -271,20 +340,33 @@ fn two_device_logins_of_one_profile_ask_once() {
     let idp = quick_idp();
     let home = Home::new();
     let args = [
-        "login", "--device", "-p", "dev", "--issuer", idp.issuer(), "--client-id",
-        authkeep_devidp::DEFAULT_CLIENT_ID, "--scope", "openid offline_access",
+        "login",
+        "--device",
+        "-p",
+        "dev",
+        "--issuer",
+        idp.issuer(),
+        "--client-id",
+        authkeep_devidp::DEFAULT_CLIENT_ID,
+        "--scope",
+        "openid offline_access",
     ];
     let mut first = Running::start(&home, &args, &[]);
     let line = first.line_with("enter the code");
     let second = Running::start(&home, &args, &[]);
     // The second waits for the first's lock: it has not asked the provider.
-    wait_until("the second login to wait", BOUND, || home.lock_is_held("dev"));
+    wait_until("the second login to wait", BOUND, || {
+        home.lock_is_held("dev")
+    });
     approve_device(idp.issuer(), word_after(&line, "enter the code "));
     let (one, _, first_err) = first.finish();
     let (two, _, second_err) = second.finish();
     assert_eq!((one, two), (0, 0), "{first_err}\n{second_err}");
     assert!(!second_err.contains("enter the code"), "{second_err}");
-    assert!(second_err.contains("another login of this profile finished first"), "{second_err}");
+    assert!(
+        second_err.contains("another login of this profile finished first"),
+        "{second_err}"
+    );
     assert_eq!(idp.counters().device_authorization_requests, 1);
 }
 
@@ -294,7 +376,16 @@ fn a_device_login_stopped_with_ctrl_c_leaves_nothing_behind() {
     let home = Home::new();
     let mut login = Running::start(
         &home,
-        &["login", "--device", "-p", "dev", "--issuer", idp.issuer(), "--client-id", "c"],
+        &[
+            "login",
+            "--device",
+            "-p",
+            "dev",
+            "--issuer",
+            idp.issuer(),
+            "--client-id",
+            "c",
+        ],
         &[],
     );
     login.line_with("enter the code");
@@ -303,7 +394,10 @@ fn a_device_login_stopped_with_ctrl_c_leaves_nothing_behind() {
     assert_eq!(code, 130, "{stderr}");
     assert!(!home.record_path("dev").exists());
     assert!(home.temp_files("dev").is_empty());
-    assert!(!config(&home).contains("[profiles.dev]"), "no profile from a login that did not happen");
+    assert!(
+        !config(&home).contains("[profiles.dev]"),
+        "no profile from a login that did not happen"
+    );
     assert!(!home.lock_is_held("dev"));
 }
 
@@ -311,19 +405,42 @@ fn a_device_login_stopped_with_ctrl_c_leaves_nothing_behind() {
 fn client_credentials_log_in_and_renew_by_repeating_the_grant() {
     let idp = quick_idp();
     let home = Home::new();
-    let run = home.command(&[
-        "login", "--client-credentials", "-p", "svc", "--issuer", idp.issuer(), "--client-id",
-        "svc", "--client-secret-env", "SVC_SECRET", "--scope", "api",
-    ])
-    .env("SVC_SECRET", "svc-secret")
-    .output()
-    .unwrap();
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let run = home
+        .command(&[
+            "login",
+            "--client-credentials",
+            "-p",
+            "svc",
+            "--issuer",
+            idp.issuer(),
+            "--client-id",
+            "svc",
+            "--client-secret-env",
+            "SVC_SECRET",
+            "--scope",
+            "api",
+        ])
+        .env("SVC_SECRET", "svc-secret")
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let config = config(&home);
-    assert!(config.contains("client_secret_env = \"SVC_SECRET\""), "{config}");
-    assert!(!config.contains("svc-secret"), "the secret is never kept in the profile");
+    assert!(
+        config.contains("client_secret_env = \"SVC_SECRET\""),
+        "{config}"
+    );
+    assert!(
+        !config.contains("svc-secret"),
+        "the secret is never kept in the profile"
+    );
     let first = home.run(&["token", "-p", "svc"]).ok();
     assert_eq!(idp.counters().token_requests_for("client_credentials"), 1);
+    // A forced refresh right after a grant shares that grant; a minute later it repeats it.
+    home.age_obtained("svc", 60);
     let renewed = home.run(&["token", "-p", "svc", "--force-refresh"]).ok();
     assert_ne!(first, renewed);
     assert_eq!(idp.counters().token_requests_for("client_credentials"), 2);
@@ -338,17 +455,32 @@ fn a_bare_token_from_stdin_takes_its_expiry_from_the_jwt_and_cannot_renew() {
     let response = idp.get().create_session(&SessionRequest::default());
     let access = response["access_token"].as_str().unwrap().to_owned();
     let mut child = home
-        .command(&["login", "--with-token", "-p", "bare", "--issuer", idp.issuer()])
+        .command(&[
+            "login",
+            "--with-token",
+            "-p",
+            "bare",
+            "--issuer",
+            idp.issuer(),
+        ])
         .stdin(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(access.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(access.as_bytes())
+        .unwrap();
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("cannot renew itself"), "{stderr}");
-    assert!(stderr.contains("valid until"), "expiry from the JWT: {stderr}");
+    assert!(
+        stderr.contains("valid until"),
+        "expiry from the JWT: {stderr}"
+    );
     assert!(!stderr.contains(&access));
     assert_eq!(home.run(&["token", "-p", "bare"]).ok(), access);
 }
@@ -356,10 +488,17 @@ fn a_bare_token_from_stdin_takes_its_expiry_from_the_jwt_and_cannot_renew() {
 #[test]
 fn token_never_starts_a_login_without_a_terminal() {
     let home = Home::new();
-    for args in [&["token", "-p", "nobody"][..], &["token", "-p", "nobody", "--login"]] {
+    for args in [
+        &["token", "-p", "nobody"][..],
+        &["token", "-p", "nobody", "--login"],
+    ] {
         let run = home.run(args);
         assert_eq!(run.code(), 3, "{}", run.stderr());
-        assert!(run.stderr().contains("authkeep login --profile nobody"), "{}", run.stderr());
+        assert!(
+            run.stderr().contains("authkeep login --profile nobody"),
+            "{}",
+            run.stderr()
+        );
     }
 }
 
@@ -375,7 +514,10 @@ fn logout_revokes_the_refresh_token_then_deletes_the_session() {
     assert!(run.stderr().contains("revoked"), "{}", run.stderr());
     assert!(!idp.is_active(&refresh) && !idp.is_active(&access));
     assert!(!home.record_path("dev").exists());
-    assert!(config(&home).contains("[profiles.dev]"), "logout keeps the profile");
+    assert!(
+        config(&home).contains("[profiles.dev]"),
+        "logout keeps the profile"
+    );
 
     // --no-revoke: deleted here, still alive at the provider.
     assert_eq!(device_login(&idp, &home, "dev").0, 0);
@@ -395,7 +537,10 @@ fn logout_deletes_locally_when_the_provider_cannot_be_reached() {
     let run = home.run(&["logout", "-p", "dev", "--timeout", "3s"]);
     assert_eq!(run.code(), 0, "{}", run.stderr());
     let stderr = run.stderr();
-    assert!(stderr.contains("could not revoke") && stderr.contains("deleted"), "{stderr}");
+    assert!(
+        stderr.contains("could not revoke") && stderr.contains("deleted"),
+        "{stderr}"
+    );
     assert!(!home.record_path("dev").exists());
 }
 
@@ -407,12 +552,26 @@ fn discovery_at_login_refuses_a_mismatched_issuer_and_plain_http_off_loopback() 
     let run = home.run(&["login", "--device", "--issuer", &slash, "--client-id", "c"]);
     assert_eq!(run.code(), 2, "{}", run.stderr());
     assert!(run.stderr().contains("trailing slash"), "{}", run.stderr());
-    assert!(run.stderr().contains(&format!("use \"{}\"", idp.issuer())), "{}", run.stderr());
-    let run = home.run(&["login", "--device", "--issuer", "http://idp.example", "--client-id", "c"]);
+    assert!(
+        run.stderr().contains(&format!("use \"{}\"", idp.issuer())),
+        "{}",
+        run.stderr()
+    );
+    let run = home.run(&[
+        "login",
+        "--device",
+        "--issuer",
+        "http://idp.example",
+        "--client-id",
+        "c",
+    ]);
     assert_eq!(run.code(), 2, "{}", run.stderr());
     assert!(run.stderr().contains("https"), "{}", run.stderr());
     assert_eq!(idp.counters().device_authorization_requests, 0);
-    assert!(!home.path().join("config.toml").exists(), "no profile from a refused login");
+    assert!(
+        !home.path().join("config.toml").exists(),
+        "no profile from a refused login"
+    );
 }
 
 #[test]
@@ -421,13 +580,35 @@ fn replacing_a_live_session_for_another_provider_needs_force_without_a_terminal(
     let other = quick_idp();
     let home = Home::new();
     assert_eq!(device_login(&idp, &home, "dev").0, 0);
-    let run = home.run(&["login", "--device", "-p", "dev", "--issuer", other.issuer(), "--client-id", "c"]);
+    let run = home.run(&[
+        "login",
+        "--device",
+        "-p",
+        "dev",
+        "--issuer",
+        other.issuer(),
+        "--client-id",
+        "c",
+    ]);
     assert_eq!(run.code(), 2, "{}", run.stderr());
     assert!(run.stderr().contains("needs --force"), "{}", run.stderr());
-    assert!(config(&home).contains(idp.issuer()), "the profile is unchanged");
+    assert!(
+        config(&home).contains(idp.issuer()),
+        "the profile is unchanged"
+    );
     let mut login = Running::start(
         &home,
-        &["login", "--device", "--force", "-p", "dev", "--issuer", other.issuer(), "--client-id", "c"],
+        &[
+            "login",
+            "--device",
+            "--force",
+            "-p",
+            "dev",
+            "--issuer",
+            other.issuer(),
+            "--client-id",
+            "c",
+        ],
         &[],
     );
     let line = login.line_with("enter the code");

@@ -7,6 +7,7 @@ mod faults;
 mod harness;
 mod login;
 mod oidc;
+mod profiles;
 mod providers;
 mod race;
 mod request;
