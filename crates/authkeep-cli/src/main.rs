@@ -46,14 +46,14 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Log in (browser, device code, client credentials, a bare token or an import) and keep the profile.
+    /// Log in (browser, device code, client credentials, token, import); keeps the profile.
     #[command(after_help = commands::login::AFTER_HELP)]
     Login(commands::login::Args),
     #[command(about = commands::token::ABOUT)]
     Token(commands::token::Args),
     /// Show every session (or one): issuer, expiry, whether it can renew itself, health.
     Status(commands::status::Args),
-    /// Log out: revoke the tokens at the provider and delete the local session (the profile stays).
+    /// Revoke the session's tokens and delete it locally (the profile stays).
     Logout(commands::logout::Args),
     /// List the profiles of config.toml and the stored sessions, or choose the default profile.
     #[command(after_help = commands::profiles::AFTER_HELP)]

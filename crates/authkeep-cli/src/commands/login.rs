@@ -111,7 +111,7 @@ pub struct Args {
     /// Print the browser login's URL instead of opening a browser.
     #[arg(long)]
     no_browser: bool,
-    /// How long to wait for the person to finish a browser login.
+    /// How long to wait for the person to finish a browser login [default: 5m]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     login_timeout: Option<SignedDuration>,
     /// Replace a live session of another issuer or client without asking.
@@ -537,12 +537,12 @@ fn show_device_prompt(key: &SessionKey, authorization: &DeviceAuthorization, lev
         // the login polls, and is dropped with the process.
         std::thread::spawn(move || {
             let mut line = String::new();
-            if std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {
-                if let Err(e) = browser::open(&url) {
-                    crate::common::stderr_line(&format!(
-                        "authkeep: {key}: could not open a browser ({e}); open the URL yourself"
-                    ));
-                }
+            if std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0)
+                && let Err(e) = browser::open(&url)
+            {
+                crate::common::stderr_line(&format!(
+                    "authkeep: {key}: could not open a browser ({e}); open the URL yourself"
+                ));
             }
         });
     }

@@ -561,6 +561,7 @@ fn a_misbehaving_provider_is_shown_in_one_safe_line() {
     // Its discovery document names a token endpoint too long for any request.
     let other = Home::new();
     other.login(PROFILE, idp.issuer(), &idp.session()).ok();
+    other.forget_discovery();
     other.age_record(PROFILE, -10, 3600);
     idp.fail_with(FaultKind::HugeMetadata { bytes: 70_000 });
     let run = other.run(&["token"]);

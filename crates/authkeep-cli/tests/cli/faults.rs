@@ -604,6 +604,7 @@ fn fault_matrix() {
 fn session_in_window(idp: &Idp, home: &Home, profile: &str) -> Value {
     let session = idp.session();
     home.login(profile, idp.issuer(), &session).ok();
+    home.forget_discovery();
     home.age_record(profile, State::LEFT_IN_WINDOW, 3600);
     session
 }
@@ -728,6 +729,7 @@ fn provider_down_then_back() {
     // Stopped: connection refused, well within the time-out, nothing lost.
     let stranger = Home::new();
     stranger.login(PROFILE, idp.issuer(), &idp.session()).ok();
+    stranger.forget_discovery();
     stranger.age_record(PROFILE, -10, 3600);
     let in_window = Home::new();
     let window_session = session_in_window(&idp, &in_window, PROFILE);

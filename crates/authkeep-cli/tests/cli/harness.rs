@@ -188,7 +188,18 @@ impl Home {
             .collect()
     }
 
-    /// Imports `json` as `profile` for the provider at `issuer`.
+    /// Forgets the provider metadata that a login (which checks the issuer by
+    /// discovery) cached, so that the next network step discovers again.
+    pub fn forget_discovery(&self) {
+        match std::fs::remove_dir_all(self.path().join("cache")) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => panic!("removing the discovery cache: {e}"),
+        }
+    }
+
+    /// Imports `json` as `profile` for the provider at `issuer` (which checks the
+    /// issuer by discovery and caches the provider's metadata).
     pub fn login(&self, profile: &str, issuer: &str, json: &Value) -> Run {
         let file = self.input(&format!("import-{profile}.json"), &json.to_string());
         self.run(&[
