@@ -616,3 +616,34 @@ fn replacing_a_live_session_for_another_provider_needs_force_without_a_terminal(
     assert_eq!(login.finish().0, 0);
     assert!(config(&home).contains(other.issuer()));
 }
+
+#[test]
+fn the_demo_opens_with_a_real_device_login_approved_over_http() {
+    let home = Home::new();
+    let run = home.run(&["demo", "--duration", "5s", "--access-ttl", "4s"]);
+    let stdout = run.ok();
+    let login = stdout
+        .lines()
+        .find(|l| l.contains("device login (RFC 8628): open http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(login.contains("/device and enter "), "{login}");
+    let order = [
+        "device login",
+        "pressed Approve",
+        "approved -> session stored",
+        "summary",
+    ];
+    let at: Vec<usize> = order
+        .iter()
+        .map(|needle| {
+            stdout
+                .find(needle)
+                .unwrap_or_else(|| panic!("{needle}: {stdout}"))
+        })
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{stdout}");
+    assert!(
+        stdout.contains("session alive at the end            yes"),
+        "{stdout}"
+    );
+}
