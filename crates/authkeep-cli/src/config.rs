@@ -389,10 +389,6 @@ fn check_key(source: &Source<'_>, entry: &Entry) -> Result<()> {
 
 /// Creates or replaces one profile's table, keeping every other key, table and
 /// comment (and the comments on this profile's keys whose values stay).
-#[allow(
-    dead_code,
-    reason = "`authkeep login` saves the profile it logged in with"
-)]
 pub fn write_profile(path: &Path, name: &str, profile: &Profile) -> Result<()> {
     crate::config::session_key(name)?;
     let rendered = toml::to_string(profile).context("cannot render the profile as TOML")?;
@@ -564,13 +560,8 @@ pub struct Settings {
     /// `default_profile`, else `default`.
     pub key: SessionKey,
     /// The session's `[profiles.NAME]` table, if the file has one.
-    #[allow(
-        dead_code,
-        reason = "`authkeep login` reads the profile it logs in with"
-    )]
     pub profile: Option<Profile>,
     /// The configuration file (which may not exist).
-    #[allow(dead_code, reason = "`authkeep login` saves the profile there")]
     pub config_path: PathBuf,
     /// The whole file, to judge other sessions by their own profiles.
     file: ConfigFile,
