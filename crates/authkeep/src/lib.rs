@@ -48,6 +48,7 @@
 //! | `keeper` | the [`Keeper`], its builder, the warm path |
 //! | [`cache`] | the [`CachedToken`] of long-running programs: a read without lock, I/O or clock; refresh-ahead |
 //! | `refresh` | the refresh protocol: single flight, lock, re-read, write, compare-and-delete |
+//! | [`login`] | interactive logins: device code polling, browser with PKCE on a loopback listener |
 //! | `logout` | logging out: local removal under the lock, then revocation at the provider (RFC 7009) |
 //! | [`policy`] | the refresh window and decision table, pure |
 //! | [`store`] | the store contract and its backends (file, memory) |
