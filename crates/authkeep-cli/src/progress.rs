@@ -17,8 +17,7 @@ pub fn enabled() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
-/// A running spinner; [`Spinner::stop`] clears its line. Dropping it stops it
-/// too (on an error or Ctrl-C).
+/// A running spinner; dropping it stops it and clears its line.
 pub struct Spinner(Option<JoinHandle<()>>);
 
 impl Spinner {
@@ -45,11 +44,6 @@ impl Spinner {
     /// No spinner at all (for `-q`).
     pub fn none() -> Self {
         Self(None)
-    }
-
-    /// Stops the spinner and clears its line.
-    pub fn stop(mut self) {
-        self.clear();
     }
 
     fn clear(&mut self) {

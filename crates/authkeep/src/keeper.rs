@@ -31,7 +31,7 @@ use crate::secret::AccessToken;
 use crate::session::{Client, Health, Record, Renewal, SessionKey, Versioned};
 use crate::shield::Shield;
 use crate::store::Store;
-use crate::token::{Origin, TokenResponse, TokenSet, human, saturating_sub, truncate};
+use crate::token::{Origin, TokenResponse, TokenSet, saturating_sub, truncate};
 
 /// How long to wait for another process's refresh, unless told otherwise.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -413,13 +413,6 @@ impl<S: Store> Keeper<S> {
             failure,
         };
         let network = &self.inner.network;
-        let timed_out = || {
-            ProviderFailure::local(
-                FailureClass::Transient,
-                Cause::TimedOut,
-                format!("no answer within {}", human(network.timeout)),
-            )
-        };
         let transport = self
             .inner
             .carrier
@@ -452,7 +445,7 @@ impl<S: Store> Keeper<S> {
         };
         let (sent_at, response) = tokio::time::timeout(network.timeout, step)
             .await
-            .map_err(|_| failed(Step::Login, timed_out()))?
+            .map_err(|_| failed(Step::Login, ProviderFailure::timed_out(network.timeout)))?
             .map_err(|(step, failure)| failed(step, failure))?;
         let secrets = crate::oauth::client_credentials::secrets(&client);
         let response = parse_token_response(&response, self.now(), &secrets)
@@ -460,6 +453,24 @@ impl<S: Store> Keeper<S> {
             .map_err(|f| failed(Step::Login, crate::refresh::grant_failure(f)))?;
         self.store_login_at(key, client, response, Origin::Login, Some(sent_at))
             .await
+    }
+
+    /// Sends one request within the network step's time-out; returns when it
+    /// was sent and the answer.
+    pub(crate) async fn exchange(
+        &self,
+        request: http::Request<Vec<u8>>,
+    ) -> Result<(Timestamp, http::Response<Vec<u8>>), ProviderFailure> {
+        let network = &self.inner.network;
+        let transport = self.inner.carrier.get(network).await.map_err(|e| {
+            ProviderFailure::local(FailureClass::Misconfiguration, Cause::Local, e.to_string())
+        })?;
+        let sent_at = self.now();
+        let response = tokio::time::timeout(network.timeout, transport.send(request))
+            .await
+            .map_err(|_| ProviderFailure::timed_out(network.timeout))?
+            .map_err(|e| ProviderFailure::transport(e.to_string()))?;
+        Ok((sent_at, response))
     }
 
     /// The provider metadata of `issuer` (OpenID Connect discovery, or RFC 8414
@@ -488,13 +499,7 @@ impl<S: Store> Keeper<S> {
         );
         tokio::time::timeout(network.timeout, fetch)
             .await
-            .map_err(|_| {
-                failed(ProviderFailure::local(
-                    FailureClass::Transient,
-                    Cause::TimedOut,
-                    format!("no answer within {}", human(network.timeout)),
-                ))
-            })?
+            .map_err(|_| failed(ProviderFailure::timed_out(network.timeout)))?
             .map_err(failed)
     }
 

@@ -13,7 +13,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use http::{Request, Response};
 use jiff::Timestamp;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
@@ -573,30 +572,6 @@ impl<S: Store> Keeper<S> {
         self.write_login(&guard, key, client, tokens, Origin::Login, sent_at)
             .await
             .map(LoggedIn::Stored)
-    }
-
-    /// Sends one request within the network step's time-out; returns when it
-    /// was sent and the answer.
-    pub(crate) async fn exchange(
-        &self,
-        request: Request<Vec<u8>>,
-    ) -> Result<(Timestamp, Response<Vec<u8>>), ProviderFailure> {
-        let network = &self.inner.network;
-        let transport = self.inner.carrier.get(network).await.map_err(|e| {
-            ProviderFailure::local(FailureClass::Misconfiguration, Cause::Local, e.to_string())
-        })?;
-        let sent_at = self.now();
-        let response = tokio::time::timeout(network.timeout, transport.send(request))
-            .await
-            .map_err(|_| {
-                ProviderFailure::local(
-                    FailureClass::Transient,
-                    Cause::TimedOut,
-                    format!("no answer within {}", human(network.timeout)),
-                )
-            })?
-            .map_err(|e| ProviderFailure::transport(e.to_string()))?;
-        Ok((sent_at, response))
     }
 }
 

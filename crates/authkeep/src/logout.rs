@@ -15,7 +15,6 @@ use crate::oauth::revocation::{self, Revoked, TokenKind};
 use crate::oauth::{Cause, ProviderFailure, check_endpoint};
 use crate::session::{Client, Record, Renewal, SessionKey};
 use crate::store::Store;
-use crate::token::human;
 
 /// What a logout did.
 #[derive(Clone, Debug, PartialEq)]
@@ -186,23 +185,8 @@ impl<S: Store> Keeper<S> {
         // Checked again: the metadata may come from a cache file.
         let endpoint = check_endpoint(endpoint, network.allow_insecure_http)
             .map_err(crate::discovery::endpoint_failure)?;
-        let transport = self
-            .inner
-            .carrier
-            .get(network)
-            .await
-            .map_err(|e| local(e.to_string()))?;
         let request = revocation::request(&endpoint, client, token, kind).map_err(local)?;
-        let response = tokio::time::timeout(network.timeout, transport.send(request))
-            .await
-            .map_err(|_| {
-                ProviderFailure::local(
-                    FailureClass::Transient,
-                    Cause::TimedOut,
-                    format!("no answer within {}", human(network.timeout)),
-                )
-            })?
-            .map_err(|e| ProviderFailure::transport(e.to_string()))?;
+        let (_, response) = self.exchange(request).await?;
         let secrets = revocation::secrets(client, token);
         revocation::parse(&response, self.now(), &secrets).map(|revoked| revoked == Revoked::Done)
     }

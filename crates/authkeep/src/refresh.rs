@@ -22,7 +22,7 @@ use crate::policy::{Decision, Demand, LoginReason, UseReason};
 use crate::secret::{AccessToken, RefreshToken};
 use crate::session::{Client, Failure, Record, Renewal, SessionKey, Versioned};
 use crate::store::Store;
-use crate::token::{Origin, TokenResponse, format_instant, human, saturating_add, truncate};
+use crate::token::{Origin, TokenResponse, format_instant, saturating_add, truncate};
 
 /// A refresh that another writer made this recently satisfies a forced refresh.
 const FORCE_COALESCE_WINDOW: SignedDuration = SignedDuration::from_secs(10);
@@ -546,16 +546,9 @@ impl<S: Store> Keeper<S> {
                 .map_err(|e| ProviderFailure::transport(e.to_string()))?;
             Ok::<_, ProviderFailure>((sent_at, response))
         };
-        let (sent_at, response) =
-            tokio::time::timeout(network.timeout, step)
-                .await
-                .map_err(|_| {
-                    ProviderFailure::local(
-                        FailureClass::Transient,
-                        Cause::TimedOut,
-                        format!("no answer within {}", human(network.timeout)),
-                    )
-                })??;
+        let (sent_at, response) = tokio::time::timeout(network.timeout, step)
+            .await
+            .map_err(|_| ProviderFailure::timed_out(network.timeout))??;
         let received = self.now();
         let skew_secs = date(response.headers()).map(|provider_now| {
             provider_now

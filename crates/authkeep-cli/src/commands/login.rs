@@ -29,6 +29,9 @@ use crate::{browser, progress};
 
 /// How long a browser login waits for the redirect by default.
 const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a device login waits for another login of the profile to finish:
+/// as long as a user code commonly lives.
+const DEVICE_LOGIN_WAIT: Duration = Duration::from_secs(900);
 
 /// What `authkeep login` does, for `--help`.
 pub const AFTER_HELP: &str = "\
@@ -313,82 +316,8 @@ fn log_in(
         .build();
     let runtime = crate::runtime()?;
     confirm_replacing(&runtime, &keeper, &key, &client, options.force)?;
-    let outcome = runtime.block_on(crate::interrupt::shielded(keeper.shield(), async {
-        match method {
-            Method::Import => {
-                let source = options.import.as_deref().unwrap_or(Path::new("-"));
-                let response = parse_import(&read_input(source)?, source)?;
-                if response.expiry_in_milliseconds {
-                    printer::status(level, Level::Normal, &format!(
-                        "{key}: the expiry is a Unix time too large for seconds; read it as milliseconds"
-                    ));
-                }
-                if profile.token_endpoint.is_none() {
-                    keeper.metadata(&key, &issuer).await?;
-                }
-                let stored = keeper.import_login(&key, client, response).await;
-                Ok::<_, anyhow::Error>(LoggedIn::Stored(stored.map_err(with_corrupt_hint(&key))?))
-            }
-            Method::Login(LoginMethod::Token) => {
-                let token = read_token()?;
-                let response = TokenResponse::from_fields(
-                    serde_json::json!({ "access_token": token, "token_type": "Bearer" })
-                        .as_object()
-                        .ok_or_else(|| anyhow!("a JSON object"))?,
-                );
-                let stored = keeper.import_login(&key, client, response).await;
-                Ok(LoggedIn::Stored(stored.map_err(with_corrupt_hint(&key))?))
-            }
-            Method::Login(LoginMethod::ClientCredentials) => {
-                let client = client
-                    .with_renewal(Renewal::ClientCredentials)
-                    .with_token_params(token_params(&profile));
-                Ok(LoggedIn::Stored(keeper.login_client_credentials(&key, client).await?))
-            }
-            Method::Login(LoginMethod::Device) => {
-                let metadata = metadata(&keeper, &key, &issuer, &profile).await?;
-                let extra = authorization_params(&profile);
-                let expires = std::sync::Mutex::new(None);
-                let spinner = std::sync::Mutex::new(None);
-                let wait = DEFAULT_LOGIN_TIMEOUT.max(Duration::from_secs(900));
-                let result = keeper
-                    .login_device(&key, client, &metadata, &extra, wait, |authorization| {
-                        show_device_prompt(&key, authorization, level);
-                        *expires.lock().unwrap_or_else(|p| p.into_inner()) =
-                            Some(authorization.expires_at);
-                        *spinner.lock().unwrap_or_else(|p| p.into_inner()) =
-                            Some(waiting_spinner(authorization.expires_at, level));
-                    })
-                    .await;
-                if let Some(spinner) = spinner.into_inner().unwrap_or_else(|p| p.into_inner()) {
-                    spinner.stop();
-                }
-                Ok(result?)
-            }
-            Method::Login(LoginMethod::Browser) => {
-                let metadata = metadata(&keeper, &key, &issuer, &profile).await?;
-                let loopback = Loopback::bind(profile.redirect_uri.as_deref())
-                    .await
-                    .map_err(loopback_usage)?;
-                let extra = authorization_params(&profile);
-                let deadline = jiff::Timestamp::now()
-                    .checked_add(options.login_timeout)
-                    .unwrap_or(jiff::Timestamp::MAX);
-                let spinner = std::sync::Mutex::new(None);
-                let result = keeper
-                    .login_browser(&key, client, &metadata, &extra, loopback, options.login_timeout, |url| {
-                        show_browser_prompt(&key, url.as_str(), options.no_browser, level);
-                        *spinner.lock().unwrap_or_else(|p| p.into_inner()) =
-                            Some(waiting_spinner(deadline, level));
-                    })
-                    .await;
-                if let Some(spinner) = spinner.into_inner().unwrap_or_else(|p| p.into_inner()) {
-                    spinner.stop();
-                }
-                Ok(result?)
-            }
-        }
-    }))?;
+    let login = obtain(&keeper, &key, client, &profile, method, options, level);
+    let outcome = runtime.block_on(crate::interrupt::shielded(keeper.shield(), login))?;
     let saved = saved_profile(profile, method);
     let config_path = settings.config_path.clone();
     config::write_profile(&config_path, key.as_str(), &saved).with_context(|| {
@@ -398,6 +327,106 @@ fn log_in(
         )
     })?;
     report(&keeper, &key, &outcome, options.json, level)
+}
+
+/// Obtains the session by `method`.
+async fn obtain(
+    keeper: &Keeper<FileStore>,
+    key: &SessionKey,
+    client: Client,
+    profile: &Profile,
+    method: Method,
+    options: &Options,
+    level: Level,
+) -> Result<LoggedIn> {
+    let issuer = client.issuer.clone();
+    match method {
+        Method::Import => {
+            let source = options.import.as_deref().unwrap_or(Path::new("-"));
+            let response = parse_import(&read_input(source)?, source)?;
+            if response.expiry_in_milliseconds {
+                printer::status(
+                    level,
+                    Level::Normal,
+                    &format!(
+                        "{key}: the expiry is a Unix time too large for seconds; read it as milliseconds"
+                    ),
+                );
+            }
+            if profile.token_endpoint.is_none() {
+                keeper.metadata(key, &issuer).await?;
+            }
+            let stored = keeper.import_login(key, client, response).await;
+            Ok(LoggedIn::Stored(stored.map_err(with_corrupt_hint(key))?))
+        }
+        Method::Login(LoginMethod::Token) => {
+            let token = read_token()?;
+            let response = TokenResponse::from_fields(
+                serde_json::json!({ "access_token": token, "token_type": "Bearer" })
+                    .as_object()
+                    .ok_or_else(|| anyhow!("a JSON object"))?,
+            );
+            let stored = keeper.import_login(key, client, response).await;
+            Ok(LoggedIn::Stored(stored.map_err(with_corrupt_hint(key))?))
+        }
+        Method::Login(LoginMethod::ClientCredentials) => {
+            let client = client
+                .with_renewal(Renewal::ClientCredentials)
+                .with_token_params(token_params(profile));
+            Ok(LoggedIn::Stored(
+                keeper.login_client_credentials(key, client).await?,
+            ))
+        }
+        Method::Login(LoginMethod::Device) => {
+            let metadata = metadata(keeper, key, &issuer, profile).await?;
+            let extra = authorization_params(profile);
+            let spinner = std::sync::Mutex::new(None);
+            let result = keeper
+                .login_device(
+                    key,
+                    client,
+                    &metadata,
+                    &extra,
+                    DEVICE_LOGIN_WAIT,
+                    |authorization| {
+                        show_device_prompt(key, authorization, level);
+                        *spinner.lock().unwrap_or_else(|p| p.into_inner()) =
+                            Some(waiting_spinner(authorization.expires_at, level));
+                    },
+                )
+                .await;
+            // The spinner, if one started, is cleared as it goes out of scope here.
+            Ok(result?)
+        }
+        Method::Login(LoginMethod::Browser) => {
+            let metadata = metadata(keeper, key, &issuer, profile).await?;
+            let loopback = Loopback::bind(profile.redirect_uri.as_deref())
+                .await
+                .map_err(loopback_usage)?;
+            let extra = authorization_params(profile);
+            let deadline = jiff::Timestamp::now()
+                .checked_add(options.login_timeout)
+                .unwrap_or(jiff::Timestamp::MAX);
+            let spinner = std::sync::Mutex::new(None);
+            let result = keeper
+                .login_browser(
+                    key,
+                    client,
+                    &metadata,
+                    &extra,
+                    loopback,
+                    options.login_timeout,
+                    |url| {
+                        show_browser_prompt(key, url.as_str(), options.no_browser, level);
+                        *spinner.lock().unwrap_or_else(|p| p.into_inner()) =
+                            Some(waiting_spinner(deadline, level));
+                    },
+                )
+                .await;
+            // The spinner, if one started, is cleared as it goes out of scope here.
+            Ok(result?)
+        }
+    }
 }
 
 /// The profile as kept: the method only for real logins (an import is not a way

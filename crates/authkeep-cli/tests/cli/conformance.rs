@@ -6,21 +6,13 @@
 use std::process::Stdio;
 
 use crate::harness::{Home, wait_until};
-use crate::login::{Running, word_after};
+use crate::login::{Running, recording_browser, stored, word_after};
 use crate::oidc::{
     OidcProvider, Options, PUBLIC_CLIENT, SERVICE_AUDIENCE, SERVICE_CLIENT, SERVICE_SCOPE,
     SERVICE_SECRET,
 };
 
 const BOUND: std::time::Duration = std::time::Duration::from_secs(30);
-
-fn stored(home: &Home, profile: &str) -> (String, Option<String>) {
-    let record = home.record(profile);
-    (
-        record["access_token"].as_str().unwrap().to_owned(),
-        record["refresh_token"].as_str().map(str::to_owned),
-    )
-}
 
 #[test]
 fn a_device_login_refreshes_across_rotations_and_logout_revokes() {
@@ -87,15 +79,7 @@ fn a_browser_login_goes_through_the_providers_pages() {
     let provider = OidcProvider::start();
     let home = Home::new();
     let urls = home.path().join("urls.txt");
-    let script = home.input(
-        "browser.sh",
-        &format!("#!/bin/sh\nprintf '%s\\n' \"$1\" >> '{}'\n", urls.display()),
-    );
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    let script = recording_browser(&home, &urls);
     let login = Running::start(
         &home,
         &[

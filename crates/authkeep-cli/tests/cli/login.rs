@@ -146,7 +146,7 @@ fn approve_in_browser(authorization_url: &str) -> (u16, String) {
 }
 
 /// A `BROWSER` that writes the URL it is given into `file`.
-fn recording_browser(home: &Home, file: &std::path::Path) -> String {
+pub fn recording_browser(home: &Home, file: &std::path::Path) -> String {
     let script = home.input(
         "browser.sh",
         &format!("#!/bin/sh\nprintf '%s\\n' \"$1\" >> '{}'\n", file.display()),
@@ -164,7 +164,7 @@ fn config(home: &Home) -> String {
 }
 
 /// The stored tokens of a profile, for checking with the provider.
-fn stored(home: &Home, profile: &str) -> (String, Option<String>) {
+pub fn stored(home: &Home, profile: &str) -> (String, Option<String>) {
     let record = home.record(profile);
     let text = |field: &str| record[field].as_str().map(str::to_owned);
     (text("access_token").unwrap(), text("refresh_token"))

@@ -71,6 +71,15 @@ impl ProviderFailure {
         Self::local(FailureClass::Transient, Cause::Transport, description)
     }
 
+    /// No answer within the network step's time-out: transient.
+    pub(crate) fn timed_out(timeout: std::time::Duration) -> Self {
+        Self::local(
+            FailureClass::Transient,
+            Cause::TimedOut,
+            format!("no answer within {}", crate::token::human(timeout)),
+        )
+    }
+
     /// A failure found on this side, or without an answer, of the given class
     /// and cause.
     pub fn local(class: FailureClass, cause: Cause, description: impl Into<String>) -> Self {
