@@ -148,3 +148,80 @@ fn client_credentials_are_granted_and_granted_again_on_refresh() {
     assert_ne!(first, second);
     assert!(provider.is_active(&second));
 }
+
+/// A token response from the provider for the service client, obtained by hand.
+fn service_tokens(provider: &OidcProvider) -> serde_json::Value {
+    let token_endpoint = provider.endpoint("token_endpoint");
+    let response = provider
+        .http()
+        .post(&token_endpoint)
+        .basic_auth(SERVICE_CLIENT, Some(SERVICE_SECRET))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", SERVICE_SCOPE),
+        ])
+        .send()
+        .unwrap();
+    assert!(response.status().is_success());
+    serde_json::from_str(&response.text().unwrap()).unwrap()
+}
+
+#[test]
+fn a_bare_token_and_an_imported_response_are_stored_after_checking_the_issuer() {
+    let provider = OidcProvider::start();
+    let home = Home::new();
+    let tokens = service_tokens(&provider);
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+
+    let mut child = home
+        .command(&[
+            "login",
+            "--with-token",
+            "-p",
+            "bare",
+            "--issuer",
+            provider.issuer(),
+        ])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), access.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("cannot renew itself"), "{stderr}");
+    assert_eq!(home.run(&["token", "-p", "bare"]).ok(), access);
+
+    let file = home.input("response.json", &service_tokens(&provider).to_string());
+    let run = home.run(&[
+        "login",
+        "--from-json",
+        &file,
+        "-p",
+        "imported",
+        "--issuer",
+        provider.issuer(),
+        "--client-id",
+        SERVICE_CLIENT,
+    ]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let (imported, _) = stored(&home, "imported");
+    assert!(provider.is_active(&imported));
+    // The same import for the issuer with a trailing slash is refused by discovery.
+    let slash = format!("{}/", provider.issuer());
+    let run = home.run(&[
+        "login",
+        "--from-json",
+        &file,
+        "-p",
+        "other",
+        "--issuer",
+        &slash,
+        "--client-id",
+        SERVICE_CLIENT,
+    ]);
+    assert_eq!(run.code(), 2, "{}", run.stderr());
+    assert!(run.stderr().contains("trailing slash"), "{}", run.stderr());
+    assert!(!home.record_path("other").exists());
+}
