@@ -223,6 +223,17 @@ fn advise(error: &Error) -> String {
             advise_store(cause)
         ),
         Error::Store(e) => advise_store(e),
+        Error::Provider { key, step, failure } => {
+            let summary = with_cause_hint(&failure.summary(), failure.cause);
+            let advice = match failure.class {
+                FailureClass::Transient => "; try again later",
+                FailureClass::InteractionRequired | FailureClass::SessionDead => {
+                    "; nothing was stored, run the login again"
+                }
+                FailureClass::Misconfiguration => "",
+            };
+            format!("{step} for profile {key} failed: {summary}{advice}")
+        }
         other => other.to_string(),
     }
 }

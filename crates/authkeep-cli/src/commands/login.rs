@@ -391,7 +391,7 @@ async fn obtain(
                     |authorization| {
                         show_device_prompt(key, authorization, level);
                         *spinner.lock().unwrap_or_else(|p| p.into_inner()) =
-                            Some(waiting_spinner(authorization.expires_at, level));
+                            Some(waiting_spinner(key, authorization.expires_at, level));
                     },
                 )
                 .await;
@@ -419,7 +419,7 @@ async fn obtain(
                     |url| {
                         show_browser_prompt(key, url.as_str(), options.no_browser, level);
                         *spinner.lock().unwrap_or_else(|p| p.into_inner()) =
-                            Some(waiting_spinner(deadline, level));
+                            Some(waiting_spinner(key, deadline, level));
                     },
                 )
                 .await;
@@ -608,9 +608,19 @@ fn show_browser_prompt(key: &SessionKey, url: &str, no_browser: bool, level: Lev
     }
 }
 
-/// A spinner with the time left until `deadline`.
-fn waiting_spinner(deadline: Timestamp, level: Level) -> progress::Spinner {
+/// A spinner with the time left until `deadline` on a terminal; elsewhere one
+/// line saying what is awaited.
+fn waiting_spinner(key: &SessionKey, deadline: Timestamp, level: Level) -> progress::Spinner {
     if level == Level::Quiet {
+        return progress::Spinner::none();
+    }
+    if !progress::enabled() {
+        let left = printer::duration(deadline.duration_since(Timestamp::now()));
+        printer::status(
+            level,
+            Level::Normal,
+            &format!("{key}: waiting for the sign-in (at most {left})"),
+        );
         return progress::Spinner::none();
     }
     progress::Spinner::start(move || {
