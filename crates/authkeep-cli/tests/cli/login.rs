@@ -647,3 +647,47 @@ fn the_demo_opens_with_a_real_device_login_approved_over_http() {
         "{stdout}"
     );
 }
+
+#[test]
+fn racing_processes_renew_a_client_credentials_session_with_one_grant() {
+    let idp = quick_idp();
+    let home = Home::new();
+    let run = home
+        .command(&[
+            "login",
+            "--client-credentials",
+            "-p",
+            "svc",
+            "--issuer",
+            idp.issuer(),
+            "--client-id",
+            "svc",
+            "--client-secret-env",
+            "SVC_SECRET",
+        ])
+        .env("SVC_SECRET", "svc-secret")
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    // Inside the refresh window: 100 s left of the provider's 300 s.
+    home.age_record("svc", 100, 300);
+    let before = idp.counters().token_requests_for("client_credentials");
+    let (outputs, _) = home.release_at_once(&["token", "-p", "svc"], 8);
+    let tokens: Vec<String> = outputs
+        .iter()
+        .map(|o| {
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            String::from_utf8_lossy(&o.stdout).trim().to_owned()
+        })
+        .collect();
+    assert_eq!(
+        idp.counters().token_requests_for("client_credentials") - before,
+        1
+    );
+    assert!(tokens.iter().all(|t| *t == tokens[0]), "one token for all");
+    assert_eq!(stored(&home, "svc").0, tokens[0]);
+}
