@@ -55,6 +55,13 @@ impl Spinner {
     }
 }
 
+/// Moves the cursor up a line and clears it (after the terminal echoed a
+/// newline typed while a spinner ran).
+pub fn clear_line_above() {
+    // Cosmetic: a terminal that cannot be written to keeps the stale line.
+    if write(b"\x1b[1A\r\x1b[2K").is_err() {}
+}
+
 fn write(bytes: &[u8]) -> std::io::Result<()> {
     let mut stderr = std::io::stderr().lock();
     stderr.write_all(bytes)?;

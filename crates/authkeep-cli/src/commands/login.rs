@@ -566,9 +566,13 @@ fn show_device_prompt(key: &SessionKey, authorization: &DeviceAuthorization, lev
         // the login polls, and is dropped with the process.
         std::thread::spawn(move || {
             let mut line = String::new();
-            if std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0)
-                && let Err(e) = browser::open(&url)
-            {
+            if std::io::stdin().read_line(&mut line).is_err() || line.is_empty() {
+                return;
+            }
+            // The Enter key's echo moved the cursor below the spinner's line:
+            // go back up and clear it, so the spinner goes on where it was.
+            progress::clear_line_above();
+            if let Err(e) = browser::open(&url) {
                 crate::common::stderr_line(&format!(
                     "authkeep: {key}: could not open a browser ({e}); open the URL yourself"
                 ));
