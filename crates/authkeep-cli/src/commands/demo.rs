@@ -300,6 +300,7 @@ async fn device_login(
             "person   opened the page, checked the code and pressed Approve (a browser's GET and POST, made by the demo)",
         )
     });
+    let unshown = Mutex::new(None);
     let logged_in = keeper
         .login_device(
             key,
@@ -316,14 +317,20 @@ async fn device_login(
                     "login    device login (RFC 8628): open {} and enter {}",
                     authorization.verification_uri, authorization.user_code
                 );
-                // The demo's own output: a closed stdout ends the demo below.
-                if step(started, &line).is_ok() {
-                    shown.send((page, authorization.user_code.clone())).ok();
+                // A closed stdout ends the demo once the login is over.
+                if let Err(e) = step(started, &line) {
+                    *unshown.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
                 }
+                // The approving task waits for this, and is gone only if it
+                // panicked, which awaiting it below reports.
+                if shown.send((page, authorization.user_code.clone())).is_err() {}
             },
         )
         .await;
     person.await.context("the demo's approving task failed")??;
+    if let Some(error) = unshown.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(error);
+    }
     let stored = logged_in?;
     let expires = stored
         .session()

@@ -521,15 +521,11 @@ fn confirm_replacing(
             display_url(&client.issuer)
         )));
     }
-    eprint!(
+    let answer = ask(&format!(
         "authkeep: {what}. Replace it with a login to {}? [y/N] ",
         display_url(&client.issuer)
-    );
-    std::io::stderr().flush().ok();
-    let mut answer = String::new();
-    std::io::stdin()
-        .read_line(&mut answer)
-        .context("cannot read the answer from the terminal")?;
+    ))
+    .context("cannot ask on the terminal")?;
     if matches!(answer.trim(), "y" | "Y" | "yes" | "Yes") {
         Ok(())
     } else {
@@ -730,21 +726,30 @@ fn read_input(source: &Path) -> Result<Vec<u8>> {
     }
 }
 
+/// Shows `prompt` on stderr and reads one line of the answer from stdin.
+fn ask(prompt: &str) -> std::io::Result<String> {
+    let mut stderr = std::io::stderr().lock();
+    stderr.write_all(prompt.as_bytes())?;
+    stderr.flush()?;
+    drop(stderr);
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(answer)
+}
+
 /// Reads the bare access token of `--with-token` from stdin: one line on a
 /// terminal (asked for), else everything until the end.
 fn read_token() -> Result<String> {
-    let mut text = String::new();
-    if std::io::stdin().is_terminal() {
-        eprint!("authkeep: paste the access token and press Enter: ");
-        std::io::stderr().flush().ok();
-        std::io::stdin()
-            .read_line(&mut text)
-            .context("cannot read the access token from the terminal")?;
+    let text = if std::io::stdin().is_terminal() {
+        ask("authkeep: paste the access token and press Enter: ")
+            .context("cannot read the access token from the terminal")?
     } else {
+        let mut text = String::new();
         std::io::stdin()
             .read_to_string(&mut text)
             .context("cannot read the access token from stdin")?;
-    }
+        text
+    };
     let token = text.trim();
     if token.is_empty() {
         return Err(usage("no access token on stdin"));
