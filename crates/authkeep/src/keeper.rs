@@ -413,12 +413,7 @@ impl<S: Store> Keeper<S> {
             failure,
         };
         let network = &self.inner.network;
-        let transport = self
-            .inner
-            .carrier
-            .get(network)
-            .await
-            .map_err(|e| failed(Step::Login, local_failure(e.to_string())))?;
+        let transport = self.transport().await.map_err(|f| failed(Step::Login, f))?;
         let step = async {
             let endpoint = self
                 .inner
@@ -455,6 +450,16 @@ impl<S: Store> Keeper<S> {
             .await
     }
 
+    /// The transport, building the default one on first use; an HTTP client
+    /// that cannot be set up is a configuration failure.
+    async fn transport(&self) -> Result<Arc<dyn Transport>, ProviderFailure> {
+        self.inner
+            .carrier
+            .get(&self.inner.network)
+            .await
+            .map_err(|e| local_failure(e.to_string()))
+    }
+
     /// Sends one request within the network step's time-out; returns when it
     /// was sent and the answer.
     pub(crate) async fn exchange(
@@ -462,9 +467,7 @@ impl<S: Store> Keeper<S> {
         request: http::Request<Vec<u8>>,
     ) -> Result<(Timestamp, http::Response<Vec<u8>>), ProviderFailure> {
         let network = &self.inner.network;
-        let transport = self.inner.carrier.get(network).await.map_err(|e| {
-            ProviderFailure::local(FailureClass::Misconfiguration, Cause::Local, e.to_string())
-        })?;
+        let transport = self.transport().await?;
         let sent_at = self.now();
         let response = tokio::time::timeout(network.timeout, transport.send(request))
             .await
@@ -484,12 +487,7 @@ impl<S: Store> Keeper<S> {
             failure,
         };
         let network = &self.inner.network;
-        let transport = self
-            .inner
-            .carrier
-            .get(network)
-            .await
-            .map_err(|e| failed(local_failure(e.to_string())))?;
+        let transport = self.transport().await.map_err(failed)?;
         let fetch = self.inner.discovery.metadata(
             issuer,
             transport.as_ref(),

@@ -6,7 +6,7 @@
 use std::process::Stdio;
 
 use crate::harness::{Home, wait_until};
-use crate::login::{Running, recording_browser, stored, word_after};
+use crate::login::{Running, login_with_token, recording_browser, stored, word_after};
 use crate::oidc::{
     OidcProvider, Options, PUBLIC_CLIENT, SERVICE_AUDIENCE, SERVICE_CLIENT, SERVICE_SCOPE,
     SERVICE_SECRET,
@@ -173,23 +173,19 @@ fn a_bare_token_and_an_imported_response_are_stored_after_checking_the_issuer() 
     let tokens = service_tokens(&provider);
     let access = tokens["access_token"].as_str().unwrap().to_owned();
 
-    let mut child = home
-        .command(&[
+    let (ok, stderr) = login_with_token(
+        &home,
+        &[
             "login",
             "--with-token",
             "-p",
             "bare",
             "--issuer",
             provider.issuer(),
-        ])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), access.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
+        ],
+        &access,
+    );
+    assert!(ok, "{stderr}");
     assert!(stderr.contains("cannot renew itself"), "{stderr}");
     assert_eq!(home.run(&["token", "-p", "bare"]).ok(), access);
 

@@ -159,6 +159,56 @@ pub fn recording_browser(home: &Home, file: &std::path::Path) -> String {
     script
 }
 
+/// `authkeep login --client-credentials` for the provider's confidential
+/// client `svc`, its secret in an environment variable.
+fn service_login(idp: &Idp, home: &Home, profile: &str, extra: &[&str]) {
+    let mut args = vec![
+        "login",
+        "--client-credentials",
+        "-p",
+        profile,
+        "--issuer",
+        idp.issuer(),
+        "--client-id",
+        "svc",
+        "--client-secret-env",
+        "SVC_SECRET",
+    ];
+    args.extend_from_slice(extra);
+    let run = home
+        .command(&args)
+        .env("SVC_SECRET", "svc-secret")
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+}
+
+/// `authkeep login --with-token` with `token` on stdin; returns the exit
+/// status's success and stderr.
+pub fn login_with_token(home: &Home, args: &[&str], token: &str) -> (bool, String) {
+    let mut child = home
+        .command(args)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(token.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 fn config(home: &Home) -> String {
     std::fs::read_to_string(home.path().join("config.toml")).unwrap_or_default()
 }
@@ -405,29 +455,7 @@ fn a_device_login_stopped_with_ctrl_c_leaves_nothing_behind() {
 fn client_credentials_log_in_and_renew_by_repeating_the_grant() {
     let idp = quick_idp();
     let home = Home::new();
-    let run = home
-        .command(&[
-            "login",
-            "--client-credentials",
-            "-p",
-            "svc",
-            "--issuer",
-            idp.issuer(),
-            "--client-id",
-            "svc",
-            "--client-secret-env",
-            "SVC_SECRET",
-            "--scope",
-            "api",
-        ])
-        .env("SVC_SECRET", "svc-secret")
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    service_login(&idp, &home, "svc", &["--scope", "api"]);
     let config = config(&home);
     assert!(
         config.contains("client_secret_env = \"SVC_SECRET\""),
@@ -454,28 +482,19 @@ fn a_bare_token_from_stdin_takes_its_expiry_from_the_jwt_and_cannot_renew() {
     let home = Home::new();
     let response = idp.get().create_session(&SessionRequest::default());
     let access = response["access_token"].as_str().unwrap().to_owned();
-    let mut child = home
-        .command(&[
+    let (ok, stderr) = login_with_token(
+        &home,
+        &[
             "login",
             "--with-token",
             "-p",
             "bare",
             "--issuer",
             idp.issuer(),
-        ])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(access.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
+        ],
+        &access,
+    );
+    assert!(ok, "{stderr}");
     assert!(stderr.contains("cannot renew itself"), "{stderr}");
     assert!(
         stderr.contains("valid until"),
@@ -652,27 +671,7 @@ fn the_demo_opens_with_a_real_device_login_approved_over_http() {
 fn racing_processes_renew_a_client_credentials_session_with_one_grant() {
     let idp = quick_idp();
     let home = Home::new();
-    let run = home
-        .command(&[
-            "login",
-            "--client-credentials",
-            "-p",
-            "svc",
-            "--issuer",
-            idp.issuer(),
-            "--client-id",
-            "svc",
-            "--client-secret-env",
-            "SVC_SECRET",
-        ])
-        .env("SVC_SECRET", "svc-secret")
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    service_login(&idp, &home, "svc", &[]);
     // Inside the refresh window: 100 s left of the provider's 300 s.
     home.age_record("svc", 100, 300);
     let before = idp.counters().token_requests_for("client_credentials");
