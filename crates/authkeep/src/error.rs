@@ -56,6 +56,16 @@ pub enum StoreError {
         /// What is wrong, without any of its content.
         detail: String,
     },
+    /// The record's secrets are sealed (encrypted, or kept in a keyring) and
+    /// cannot be opened here: the wrong key, a missing keyring entry, or a
+    /// store that does not seal. Nothing was changed.
+    #[error("cannot open the secrets of session file {}: {detail}; it was left untouched", path.display())]
+    Sealed {
+        /// The file.
+        path: PathBuf,
+        /// Why, without any secret.
+        detail: String,
+    },
     /// The record was written by a newer authkeep.
     #[error("session file {} has format version {version}, newer than this authkeep understands (1); upgrade authkeep; the file was left untouched", path.display())]
     NewerFormat {

@@ -23,12 +23,14 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
+use zeroize::Zeroizing;
 
 use super::{Guard, Store};
 use crate::error::StoreError;
@@ -48,7 +50,45 @@ const JOURNAL_MAGIC: &str = "authkeep-journal";
 #[derive(Clone, Debug)]
 pub struct FileStore {
     dir: PathBuf,
+    /// Where the secret fields go instead of the record file; `None`: in it.
+    sealer: Option<Arc<dyn Sealer>>,
 }
+
+/// The fields of a record that are secrets. A store with a [`Sealer`] writes
+/// them sealed, under `"sealed"`, instead of in plain text.
+pub const SECRET_FIELDS: [&str; 4] = ["client_secret", "access_token", "refresh_token", "id_token"];
+
+/// Keeps a record's secret fields ([`SECRET_FIELDS`]) out of the record file in
+/// plain text: encrypted in it, or elsewhere (an OS keyring) with a reference in
+/// it. The file store calls it for every write and every read that needs the
+/// secrets; everything else (locks, generations, journals, tombstones) is the
+/// file store's as for plain records.
+pub trait Sealer: Send + Sync + std::fmt::Debug + 'static {
+    /// Seals the secret fields of `key`'s record (the bytes of a JSON object)
+    /// into the value the record file keeps under `"sealed"`.
+    fn seal(&self, key: &SessionKey, secrets: &[u8]) -> Result<Value, SealError>;
+
+    /// Opens what [`Sealer::seal`] returned, giving back the same bytes.
+    fn open(&self, key: &SessionKey, sealed: &Value) -> Result<Zeroizing<Vec<u8>>, SealError>;
+
+    /// Called once a record that held `sealed` has been replaced or removed: a
+    /// sealer that keeps the secrets elsewhere deletes them. Its failure leaves
+    /// a superseded secret behind, which the store reports to nobody: the write
+    /// itself succeeded.
+    fn discard(&self, key: &SessionKey, sealed: &Value) -> Result<(), SealError> {
+        let _unused = (key, sealed);
+        Ok(())
+    }
+
+    /// Where sealed secrets live, in a few words, for `status`.
+    fn describe(&self) -> String;
+}
+
+/// Why sealing or opening a record's secrets failed. The text never holds a
+/// secret.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SealError(pub String);
 
 /// The lock on one file-stored session.
 #[derive(Debug)]
@@ -66,7 +106,41 @@ impl Guard for FileGuard {
 impl FileStore {
     /// A store in `dir`, which is created private (0700) when first written.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        Self {
+            dir: dir.into(),
+            sealer: None,
+        }
+    }
+
+    /// The same store with the secret fields of every record it writes sealed
+    /// by `sealer`. It still reads records written in plain text (so sessions
+    /// can move to it); a sealed record read without its sealer is an error.
+    pub fn with_sealer(mut self, sealer: Arc<dyn Sealer>) -> Self {
+        self.sealer = Some(sealer);
+        self
+    }
+
+    /// Where this store's secrets live, in a few words.
+    pub fn describe_secrets(&self) -> String {
+        match &self.sealer {
+            Some(sealer) => sealer.describe(),
+            None => format!("in plain text in {} (files 0600)", self.dir.display()),
+        }
+    }
+
+    fn opener<'a>(&'a self, key: &'a SessionKey) -> Option<(&'a dyn Sealer, &'a SessionKey)> {
+        self.sealer.as_deref().map(|s| (s, key))
+    }
+
+    /// Lets the sealer forget the secrets of a record that is gone.
+    fn discard(&self, key: &SessionKey, sealed: Option<Value>) {
+        if let (Some(sealer), Some(sealed)) = (&self.sealer, sealed)
+            && let Err(e) = sealer.discard(key, &sealed)
+        {
+            // The record was replaced or removed as asked; what is left is a
+            // superseded secret in the sealer's keeping, which no record names.
+            drop(e);
+        }
     }
 
     /// The directory.
@@ -111,7 +185,9 @@ impl FileStore {
         let Some(bytes) = read_if_exists(&path)? else {
             return Ok(None);
         };
-        decode(&bytes).map(Some).map_err(|problem| problem.at(path))
+        decode(&bytes, self.opener(key))
+            .map(Some)
+            .map_err(|problem| problem.at(path))
     }
 
     /// Reads a session synchronously, with the instants its provider's clock gave
@@ -209,7 +285,11 @@ impl FileStore {
                 Ok(current) => current.map(|v| v.generation),
                 // A record that cannot be read is left alone, and so is its
                 // journal: nothing is overwritten that a person may want back.
-                Err(StoreError::Corrupt { .. } | StoreError::NewerFormat { .. }) => return Ok(()),
+                Err(
+                    StoreError::Corrupt { .. }
+                    | StoreError::NewerFormat { .. }
+                    | StoreError::Sealed { .. },
+                ) => return Ok(()),
                 Err(other) => return Err(other),
             };
             if current == base {
@@ -263,8 +343,20 @@ impl FileStore {
         remove_if_exists(&journal).or(Ok(()))
     }
 
+    /// The stored record's generation, read without opening its secrets.
     fn current_generation(&self, key: &SessionKey) -> Result<Option<u64>, StoreError> {
-        Ok(self.load_blocking(key)?.map(|v| v.generation))
+        Ok(self.stored_header(key)?.map(|(generation, _)| generation))
+    }
+
+    /// The stored record's generation and sealed secrets, if it is sealed.
+    fn stored_header(&self, key: &SessionKey) -> Result<Option<(u64, Option<Value>)>, StoreError> {
+        let path = self.path(key);
+        let Some(bytes) = read_if_exists(&path)? else {
+            return Ok(None);
+        };
+        let mut map = header(&bytes).map_err(|problem| problem.at(path))?;
+        let generation = map.get("generation").and_then(Value::as_u64).unwrap_or(0);
+        Ok(Some((generation, map.remove("sealed"))))
     }
 
     /// The generation a removed record left behind.
@@ -344,7 +436,7 @@ fn parse_journal(bytes: &[u8]) -> Option<(Option<u64>, &[u8])> {
         return None;
     }
     // The record must decode, and follow its base.
-    let generation = decode(record).ok()?.generation;
+    let generation = self::header(record).ok()?.get("generation")?.as_u64()?;
     let follows = base.is_none_or(|b| b.checked_add(1) == Some(generation));
     follows.then_some((base, record))
 }
@@ -392,7 +484,15 @@ impl Store for FileStore {
         let generation = base
             .map_or(Some(1), |g| g.checked_add(1))
             .ok_or_else(|| StoreError::Conflict(key.to_string()))?;
-        let bytes = encode(record, generation);
+        let previous = match &self.sealer {
+            Some(_) => self.stored_header(key)?.and_then(|(_, sealed)| sealed),
+            None => None,
+        };
+        let bytes =
+            encode(record, generation, self.opener(key)).map_err(|e| StoreError::Sealed {
+                path: self.path(key),
+                detail: e.0,
+            })?;
         self.replace(key, expected, &bytes).map_err(|e| match e {
             // Whatever step failed, the user's concern is the record.
             StoreError::Io { source, .. } => StoreError::Io {
@@ -402,16 +502,17 @@ impl Store for FileStore {
             },
             other => other,
         })?;
+        self.discard(key, previous);
         Ok(generation)
     }
 
     async fn remove(&self, guard: &FileGuard, expected: u64) -> Result<(), StoreError> {
         let key = &guard.key;
-        match self.current_generation(key)? {
+        let sealed = match self.stored_header(key)? {
             None => return Ok(()),
-            Some(g) if g != expected => return Err(StoreError::Conflict(key.to_string())),
-            Some(_) => {}
-        }
+            Some((g, _)) if g != expected => return Err(StoreError::Conflict(key.to_string())),
+            Some((_, sealed)) => sealed,
+        };
         let tombstone = serde_json::to_vec(&Tombstone {
             generation: expected,
         })
@@ -420,7 +521,9 @@ impl Store for FileStore {
         write_atomically(&self.tombstone_path(key), ".tombstone.", &tombstone)?;
         let path = self.path(key);
         std::fs::remove_file(&path).map_err(StoreError::io("removing", path))?;
-        sync_dir(&self.dir)
+        sync_dir(&self.dir)?;
+        self.discard(key, sealed);
+        Ok(())
     }
 
     async fn list(&self) -> Result<Vec<SessionKey>, StoreError> {
@@ -470,6 +573,7 @@ impl Store for FileStore {
 enum Problem {
     Corrupt(String),
     Newer(u64),
+    Sealed(String),
 }
 
 impl Problem {
@@ -477,6 +581,7 @@ impl Problem {
         match self {
             Problem::Corrupt(detail) => StoreError::Corrupt { path, detail },
             Problem::Newer(version) => StoreError::NewerFormat { path, version },
+            Problem::Sealed(detail) => StoreError::Sealed { path, detail },
         }
     }
 }
@@ -529,7 +634,11 @@ struct OnDisk<'a> {
     health: &'a Health,
 }
 
-fn encode(record: &Record, generation: u64) -> Vec<u8> {
+fn encode(
+    record: &Record,
+    generation: u64,
+    sealer: Option<(&dyn Sealer, &SessionKey)>,
+) -> Result<Vec<u8>, SealError> {
     let client = record.client.as_ref();
     let tokens = record.tokens.as_ref();
     let on_disk = OnDisk {
@@ -563,13 +672,23 @@ fn encode(record: &Record, generation: u64) -> Vec<u8> {
         clock_skew_secs: record.clock_skew_secs,
         health: &record.health,
     };
-    // Serializing plain strings, numbers and enums into a Vec cannot fail.
-    let mut bytes = serde_json::to_vec_pretty(&on_disk).expect("a record always serializes");
+    // Serializing plain strings, numbers and enums cannot fail.
+    let mut value = serde_json::to_value(&on_disk).expect("a record always serializes");
+    if let (Some((sealer, key)), Value::Object(map)) = (sealer, &mut value) {
+        let secrets: Map<String, Value> = SECRET_FIELDS
+            .iter()
+            .filter_map(|field| map.remove(*field).map(|v| ((*field).to_owned(), v)))
+            .collect();
+        let plain = Zeroizing::new(serde_json::to_vec(&secrets).expect("strings always serialize"));
+        map.insert("sealed".to_owned(), sealer.seal(key, &plain)?);
+    }
+    let mut bytes = serde_json::to_vec_pretty(&value).expect("a record always serializes");
     bytes.push(b'\n');
-    bytes
+    Ok(bytes)
 }
 
-fn decode(bytes: &[u8]) -> Result<Versioned, Problem> {
+/// The record's JSON object, its format version checked; secrets unopened.
+fn header(bytes: &[u8]) -> Result<Map<String, Value>, Problem> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| {
         Problem::Corrupt(format!(
             "not valid JSON: line {}, column {}",
@@ -587,6 +706,31 @@ fn decode(bytes: &[u8]) -> Result<Versioned, Problem> {
             Some(_) => {}
             None => return Err(Problem::Corrupt("\"version\" is not a number".into())),
         },
+    }
+    Ok(map)
+}
+
+fn decode(bytes: &[u8], sealer: Option<(&dyn Sealer, &SessionKey)>) -> Result<Versioned, Problem> {
+    let mut map = header(bytes)?;
+    if let Some(sealed) = map.remove("sealed") {
+        let Some((sealer, key)) = sealer else {
+            return Err(Problem::Sealed(
+                "its secrets are sealed (encrypted, or kept in a keyring) and this store keeps them in plain text; use the store it was written with".into(),
+            ));
+        };
+        let plain = sealer
+            .open(key, &sealed)
+            .map_err(|e| Problem::Sealed(e.0))?;
+        let Ok(Value::Object(secrets)) = serde_json::from_slice::<Value>(&plain) else {
+            return Err(Problem::Sealed(
+                "its sealed secrets are not a JSON object".into(),
+            ));
+        };
+        for (field, value) in secrets {
+            if SECRET_FIELDS.contains(&field.as_str()) {
+                map.insert(field, value);
+            }
+        }
     }
     let text = |name: &str| map.get(name).and_then(Value::as_str).map(str::to_owned);
     let instant = |name: &str| map.get(name).and_then(parse_instant);
@@ -675,7 +819,7 @@ mod tests {
     use super::*;
 
     fn decode_str(s: &str) -> Result<Versioned, Problem> {
-        decode(s.as_bytes())
+        decode(s.as_bytes(), None)
     }
 
     #[test]
@@ -732,18 +876,18 @@ mod tests {
                     ("resource".into(), "b".into()),
                 ])
         });
-        let bytes = encode(&record, 3);
+        let bytes = encode(&record, 3, None).unwrap();
         let text = String::from_utf8(bytes.clone()).unwrap();
         assert!(
             text.contains(r#""renewal": "client_credentials""#),
             "{text}"
         );
-        let back = decode(&bytes).ok().unwrap();
+        let back = decode(&bytes, None).ok().unwrap();
         assert_eq!(back.record.client, record.client);
         assert_eq!(back.generation, 3);
 
         // A session with a refresh token is written as older versions wrote it.
-        let plain = String::from_utf8(encode(&sample("one"), 1)).unwrap();
+        let plain = String::from_utf8(encode(&sample("one"), 1, None).unwrap()).unwrap();
         assert!(
             !plain.contains("renewal") && !plain.contains("token_params"),
             "{plain}"
@@ -823,7 +967,7 @@ mod tests {
     async fn a_journal_left_by_a_killed_writer_is_finished_by_the_next_lock_holder() {
         let (_dir, store, key) = store_with_one().await;
         // Killed after journaling generation 2, before the record was replaced.
-        let next = encode(&sample("two"), 2);
+        let next = encode(&sample("two"), 2, None).unwrap();
         std::fs::write(store.journal_path(&key), journal_bytes(Some(1), &next)).unwrap();
         assert_eq!(
             access(&store, &key),
@@ -840,7 +984,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FileStore::new(dir.path());
         let key = SessionKey::new("s").unwrap();
-        let first = encode(&sample("one"), 1);
+        let first = encode(&sample("one"), 1, None).unwrap();
         std::fs::write(store.journal_path(&key), journal_bytes(None, &first)).unwrap();
         let _guard = store.try_lock(&key).await.unwrap().unwrap();
         assert_eq!(access(&store, &key), (1, "one".into()));
@@ -849,13 +993,13 @@ mod tests {
     #[tokio::test]
     async fn torn_foreign_and_outdated_journals_are_discarded() {
         let (_dir, store, key) = store_with_one().await;
-        let next = journal_bytes(Some(1), &encode(&sample("two"), 2));
+        let next = journal_bytes(Some(1), &encode(&sample("two"), 2, None).unwrap());
         let torn = next[..next.len() - 5].to_vec();
         let mut flipped = next.clone();
         let last = flipped.len() - 3;
         flipped[last] ^= 1;
-        let outdated = journal_bytes(Some(0), &encode(&sample("zero"), 1));
-        let skipping = journal_bytes(Some(1), &encode(&sample("three"), 3));
+        let outdated = journal_bytes(Some(0), &encode(&sample("zero"), 1, None).unwrap());
+        let skipping = journal_bytes(Some(1), &encode(&sample("three"), 3, None).unwrap());
         for journal in [
             torn,
             flipped,
@@ -875,7 +1019,7 @@ mod tests {
     #[tokio::test]
     async fn a_journal_beside_an_unreadable_record_is_left_alone() {
         let (_dir, store, key) = store_with_one().await;
-        let journal = journal_bytes(Some(1), &encode(&sample("two"), 2));
+        let journal = journal_bytes(Some(1), &encode(&sample("two"), 2, None).unwrap());
         std::fs::write(store.journal_path(&key), &journal).unwrap();
         std::fs::write(store.path(&key), b"{not json").unwrap();
         let _guard = store.try_lock(&key).await.unwrap().unwrap();
@@ -900,5 +1044,137 @@ mod tests {
             panic!("expected corrupt");
         };
         assert!(!detail.contains("super-secret"), "{detail}");
+    }
+}
+
+#[cfg(test)]
+mod sealing_tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Seals by reversing the bytes and hex-encoding them: not secret, but
+    /// plainly not the plain text; remembers what it was asked to discard.
+    #[derive(Debug, Default)]
+    struct Reversing {
+        discarded: Mutex<Vec<Value>>,
+    }
+
+    impl Sealer for Reversing {
+        fn seal(&self, key: &SessionKey, secrets: &[u8]) -> Result<Value, SealError> {
+            let reversed: Vec<u8> = secrets.iter().rev().copied().collect();
+            Ok(serde_json::json!({ "for": key.as_str(), "data": hex(&reversed) }))
+        }
+
+        fn open(&self, key: &SessionKey, sealed: &Value) -> Result<Zeroizing<Vec<u8>>, SealError> {
+            if sealed["for"] != key.as_str() {
+                return Err(SealError("sealed for another session".into()));
+            }
+            let data = sealed["data"].as_str().unwrap_or_default();
+            let bytes: Vec<u8> = (0..data.len())
+                .step_by(2)
+                .filter_map(|i| u8::from_str_radix(data.get(i..i + 2)?, 16).ok())
+                .collect();
+            Ok(Zeroizing::new(bytes.into_iter().rev().collect()))
+        }
+
+        fn discard(&self, _: &SessionKey, sealed: &Value) -> Result<(), SealError> {
+            self.discarded.lock().unwrap().push(sealed.clone());
+            Ok(())
+        }
+
+        fn describe(&self) -> String {
+            "reversed".into()
+        }
+    }
+
+    fn record(access: &str, refresh: &str) -> Record {
+        Record {
+            client: Some(Client::new("https://idp.example", "cli").with_secret(
+                ClientSecret::new("client-secret-value"),
+                ClientAuth::ClientSecretBasic,
+            )),
+            tokens: Some(TokenSet {
+                access_token: AccessToken::new(access),
+                token_type: "Bearer".into(),
+                refresh_token: Some(RefreshToken::new(refresh)),
+                scope: None,
+                id_token: Some(IdToken::new("id-token-value")),
+                expires_at: None,
+                issued_at: None,
+                refresh_expires_at: None,
+                expiry_source: ExpirySource::Unknown,
+                obtained_at: Timestamp::UNIX_EPOCH,
+                origin: Origin::Login,
+            }),
+            health: Health::default(),
+            clock_skew_secs: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sealed_store_writes_no_secret_in_plain_text_and_reads_it_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let sealer = Arc::new(Reversing::default());
+        let store = FileStore::new(dir.path()).with_sealer(sealer.clone());
+        let key = SessionKey::new("alice").unwrap();
+        let guard = store.try_lock(&key).await.unwrap().unwrap();
+        let first = record("access-token-one", "refresh-token-one");
+        let g1 = store.write(&guard, None, &first).await.unwrap();
+        let text = std::fs::read_to_string(store.path(&key)).unwrap();
+        for secret in [
+            "access-token-one",
+            "refresh-token-one",
+            "client-secret-value",
+            "id-token-value",
+        ] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert!(
+            text.contains("\"sealed\"") && text.contains("https://idp.example"),
+            "{text}"
+        );
+        assert_eq!(store.load(&key).await.unwrap().unwrap().record, first);
+        assert!(sealer.discarded.lock().unwrap().is_empty());
+
+        // Replacing discards the previous sealed value, removing the last one.
+        let second = record("access-token-two", "refresh-token-two");
+        let g2 = store.write(&guard, Some(g1), &second).await.unwrap();
+        assert_eq!(sealer.discarded.lock().unwrap().len(), 1);
+        store.remove(&guard, g2).await.unwrap();
+        assert_eq!(sealer.discarded.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_sealed_record_is_not_read_without_its_sealer_and_plain_ones_are_read_by_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = FileStore::new(dir.path());
+        let sealed = FileStore::new(dir.path()).with_sealer(Arc::new(Reversing::default()));
+        let (alice, bob) = (
+            SessionKey::new("alice").unwrap(),
+            SessionKey::new("bob").unwrap(),
+        );
+        let guard = plain.try_lock(&alice).await.unwrap().unwrap();
+        plain.write(&guard, None, &record("a", "r")).await.unwrap();
+        assert!(
+            sealed.load(&alice).await.unwrap().is_some(),
+            "a plain record is read"
+        );
+        let guard = sealed.try_lock(&bob).await.unwrap().unwrap();
+        sealed.write(&guard, None, &record("b", "r")).await.unwrap();
+        let error = plain.load(&bob).await.unwrap_err();
+        assert!(matches!(error, StoreError::Sealed { .. }), "{error:?}");
+        assert!(
+            error
+                .to_string()
+                .contains("use the store it was written with"),
+            "{error}"
+        );
+        // Sealed for another session: refused, the file untouched.
+        std::fs::copy(sealed.path(&bob), sealed.path(&alice)).unwrap();
+        let before = std::fs::read(sealed.path(&alice)).unwrap();
+        let error = sealed.load(&alice).await.unwrap_err();
+        assert!(error.to_string().contains("another session"), "{error}");
+        assert_eq!(std::fs::read(sealed.path(&alice)).unwrap(), before);
     }
 }

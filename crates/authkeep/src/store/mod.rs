@@ -17,7 +17,7 @@ use crate::session::{Record, SessionKey, Versioned};
 mod file;
 mod memory;
 
-pub use file::{FileGuard, FileStore};
+pub use file::{FileGuard, FileStore, SECRET_FIELDS, SealError, Sealer};
 pub use memory::{MemoryGuard, MemoryStore};
 
 /// Proof that a session's lock is held.
