@@ -82,6 +82,13 @@ pub trait Sealer: Send + Sync + std::fmt::Debug + 'static {
 
     /// Where sealed secrets live, in a few words, for `status`.
     fn describe(&self) -> String;
+
+    /// Whether records are written sealed. A sealer that answers `false` only
+    /// opens (and discards) records that others sealed, and the store writes
+    /// in plain text: a store that moves sessions out of sealing uses one.
+    fn seals(&self) -> bool {
+        true
+    }
 }
 
 /// Why sealing or opening a record's secrets failed. The text never holds a
@@ -123,9 +130,25 @@ impl FileStore {
     /// Where this store's secrets live, in a few words.
     pub fn describe_secrets(&self) -> String {
         match &self.sealer {
-            Some(sealer) => sealer.describe(),
-            None => format!("in plain text in {} (files 0600)", self.dir.display()),
+            Some(sealer) if sealer.seals() => sealer.describe(),
+            _ => format!("in plain text in {} (files 0600)", self.dir.display()),
         }
+    }
+
+    /// How a stored record's secrets are sealed: the `"kind"` of its sealed
+    /// value (`None` when it is in plain text or there is no record). Reads
+    /// the file without opening anything.
+    pub fn sealed_kind_blocking(&self, key: &SessionKey) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .stored_header(key)?
+            .and_then(|(_, sealed)| sealed)
+            .map(|sealed| {
+                sealed
+                    .get("kind")
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown")
+                    .to_owned()
+            }))
     }
 
     fn opener<'a>(&'a self, key: &'a SessionKey) -> Option<(&'a dyn Sealer, &'a SessionKey)> {
@@ -674,7 +697,9 @@ fn encode(
     };
     // Serializing plain strings, numbers and enums cannot fail.
     let mut value = serde_json::to_value(&on_disk).expect("a record always serializes");
-    if let (Some((sealer, key)), Value::Object(map)) = (sealer, &mut value) {
+    if let (Some((sealer, key)), Value::Object(map)) =
+        (sealer.filter(|(s, _)| s.seals()), &mut value)
+    {
         let secrets: Map<String, Value> = SECRET_FIELDS
             .iter()
             .filter_map(|field| map.remove(*field).map(|v| ((*field).to_owned(), v)))
