@@ -65,13 +65,16 @@ impl Home {
 
 /// The variables that set `token` arguments; while one is set, the command line
 /// is left to clap.
-pub const SETTING_VARIABLES: [&str; 6] = [
+pub const SETTING_VARIABLES: [&str; 9] = [
     names::ENV_PROFILE,
     names::ENV_REFRESH_THRESHOLD,
     names::ENV_REFRESH_FRACTION,
     names::ENV_LOCK_TIMEOUT,
     names::ENV_CONNECT_TIMEOUT,
     names::ENV_TIMEOUT,
+    names::ENV_STORE,
+    names::ENV_KEY_FILE,
+    names::ENV_INSECURE_KEYRING_FALLBACK,
 ];
 
 /// The common `authkeep token` command line.

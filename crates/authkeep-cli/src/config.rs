@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::common::{self, Home};
 use crate::exit::usage;
 use crate::names::{self, CONFIG_KEYS, NetworkArgs, PROFILE_KEYS, PolicyArgs, ProfileArg};
+use crate::stores::{AnySealer, Backend, KeySource};
 
 /// How a profile logs in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -110,6 +111,9 @@ pub struct Profile {
     /// Allow plain http to hosts other than loopback, for this profile only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub insecure_allow_http: Option<bool>,
+    /// Where this profile's secrets are kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<Backend>,
 }
 
 /// The configuration file's settings; every key is optional.
@@ -122,6 +126,9 @@ pub struct ConfigFile {
     lock_timeout: Option<String>,
     connect_timeout: Option<String>,
     timeout: Option<String>,
+    store: Option<Backend>,
+    key_file: Option<PathBuf>,
+    insecure_keyring_fallback: Option<bool>,
     #[serde(default)]
     profiles: BTreeMap<String, Profile>,
 }
@@ -452,19 +459,24 @@ fn item_value(item: toml_edit::Item) -> Option<toml_edit::Value> {
 /// Sets `default_profile`, keeping everything else.
 pub fn set_default_profile(path: &Path, name: &str) -> Result<()> {
     crate::config::session_key(name)?;
+    set_top_level(path, "default_profile", name)
+}
+
+/// Sets a top-level string key, keeping its comment.
+pub fn set_top_level(path: &Path, key: &str, value: &str) -> Result<()> {
     edit(path, |document| {
         match document
-            .get_mut("default_profile")
+            .get_mut(key)
             .and_then(toml_edit::Item::as_value_mut)
         {
             Some(old) => {
                 let decor = old.decor().clone();
-                *old = toml_edit::Value::from(name);
+                *old = toml_edit::Value::from(value);
                 *old.decor_mut() = decor;
             }
             None => {
                 // A value of the root table: written before every [table].
-                document.insert("default_profile", toml_edit::value(name));
+                document.insert(key, toml_edit::value(value));
             }
         }
         Ok(())
@@ -567,6 +579,13 @@ pub struct Settings {
     file: ConfigFile,
     /// The refresh settings asked for on the command line or in the environment.
     asked: PolicyArgs,
+    /// Where this profile's secrets are written: `--store`, else the
+    /// profile's `store`, else the file's, else the plain file store.
+    pub backend: Backend,
+    /// Where the encrypted store's key comes from.
+    pub key_source: KeySource,
+    /// Whether the keyring store may fall back to plain files.
+    pub keyring_fallback: bool,
 }
 
 impl Settings {
@@ -638,7 +657,24 @@ impl Settings {
                 &path,
             )?)
             .with_insecure_http_allowed(insecure);
+        let backend = network
+            .store
+            .store
+            .or(own.as_ref().and_then(|p| p.store))
+            .or(file.store)
+            .unwrap_or_default();
+        let key_source = match (&network.store.key_file, &file.key_file) {
+            (Some(path), _) => KeySource::File(path.clone()),
+            // A relative path in the file is relative to the file's directory.
+            (None, Some(path)) => KeySource::File(home.config_dir.join(path)),
+            (None, None) => KeySource::Keyring,
+        };
+        let keyring_fallback =
+            network.store.insecure_keyring_fallback || file.insecure_keyring_fallback == Some(true);
         let mut settings = Self {
+            backend,
+            key_source,
+            keyring_fallback,
             policy: Policy::default(),
             lock_timeout,
             network,
@@ -667,11 +703,47 @@ impl Settings {
     /// A coordinator over the file store with these settings, to finish
     /// building (events) and build.
     pub fn keeper(&self) -> KeeperBuilder<FileStore> {
-        Keeper::builder(self.home.store())
+        Keeper::builder(self.store())
             .policy(self.policy)
             .lock_timeout(self.lock_timeout)
             .network(self.network.clone())
             .discovery_cache(self.home.state_dir.join("cache").join("discovery"))
+    }
+}
+
+impl Settings {
+    /// The session store, writing this profile's secrets where it asks and
+    /// opening whatever any record holds.
+    pub fn store(&self) -> FileStore {
+        self.store_writing(self.backend)
+    }
+
+    /// The session store, writing secrets to `backend`.
+    pub fn store_writing(&self, backend: Backend) -> FileStore {
+        let plain = self.home.store();
+        let backend = if backend == Backend::Keyring && self.keyring_fallback {
+            self.keyring_or_fallback(&plain)
+        } else {
+            backend
+        };
+        let sealer = AnySealer::new(backend, self.key_source.clone(), plain.dir());
+        plain.with_sealer(std::sync::Arc::new(sealer))
+    }
+
+    /// The keyring, if one answers; else, as `--insecure-keyring-fallback`
+    /// allows, the plain file store, with a warning.
+    fn keyring_or_fallback(&self, plain: &FileStore) -> Backend {
+        let vault = AnySealer::new(Backend::Keyring, self.key_source.clone(), plain.dir()).vault();
+        match crate::stores::probe(&vault) {
+            Ok(()) => Backend::Keyring,
+            Err(why) => {
+                common::stderr_line(&format!(
+                    "authkeep: warning: {why}; --insecure-keyring-fallback: keeping the secrets in plain files in {} instead",
+                    plain.dir().display()
+                ));
+                Backend::File
+            }
+        }
     }
 }
 

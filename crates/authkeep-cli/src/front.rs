@@ -52,6 +52,9 @@ struct QuickConfig {
     lock_timeout: Option<IgnoredAny>,
     connect_timeout: Option<IgnoredAny>,
     timeout: Option<IgnoredAny>,
+    store: Option<IgnoredAny>,
+    key_file: Option<IgnoredAny>,
+    insecure_keyring_fallback: Option<IgnoredAny>,
     #[serde(default)]
     profiles: BTreeMap<String, QuickProfile>,
 }
@@ -75,6 +78,7 @@ struct QuickProfile {
     redirect_uri: Option<IgnoredAny>,
     token_endpoint: Option<IgnoredAny>,
     insecure_allow_http: Option<IgnoredAny>,
+    store: Option<IgnoredAny>,
 }
 
 impl QuickConfig {

@@ -18,6 +18,7 @@ mod interrupt;
 mod names;
 mod printer;
 mod progress;
+mod stores;
 
 /// Keeps OAuth 2.0 / OpenID Connect sessions alive: refreshes ahead of expiry,
 /// one refresh at a time across processes, never logs you out because of a race
@@ -58,6 +59,8 @@ enum Command {
     /// List the profiles of config.toml and the stored sessions, or choose the default profile.
     #[command(after_help = commands::profiles::AFTER_HELP)]
     Profiles(commands::profiles::Args),
+    /// Keys of the encrypted store (keygen, rekey) and moving sessions between stores (migrate).
+    Store(commands::store::Args),
     #[command(about = commands::request::ABOUT, after_help = commands::request::AFTER_HELP)]
     Request(commands::request::Args),
     /// Watch authkeep keep a session alive against a built-in identity provider (about a minute).
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
         Command::Status(args) => (args.json, commands::status::run(args)),
         Command::Logout(args) => (false, commands::logout::run(args, level)),
         Command::Profiles(args) => (args.json, commands::profiles::run(args, level)),
+        Command::Store(args) => (false, commands::store::run(args, level)),
         Command::Request(args) => (false, commands::request::run(args, level)),
         Command::Demo(args) => (false, commands::demo::run(args)),
         Command::Devidp(args) => (false, commands::devidp::run(args)),

@@ -21,20 +21,29 @@ pub const ENV_CONNECT_TIMEOUT: &str = "AUTHKEEP_CONNECT_TIMEOUT";
 pub const ENV_TIMEOUT: &str = "AUTHKEEP_TIMEOUT";
 /// `AUTHKEEP_CLIENT_SECRET`: a client secret for `login`, instead of a file.
 pub const ENV_CLIENT_SECRET: &str = "AUTHKEEP_CLIENT_SECRET";
+/// `--store`.
+pub const ENV_STORE: &str = "AUTHKEEP_STORE";
+/// `--key-file`.
+pub const ENV_KEY_FILE: &str = "AUTHKEEP_KEY_FILE";
+/// `--insecure-keyring-fallback`.
+pub const ENV_INSECURE_KEYRING_FALLBACK: &str = "AUTHKEEP_INSECURE_KEYRING_FALLBACK";
 
 /// The keys of `config.toml`'s top level.
-pub const CONFIG_KEYS: [&str; 7] = [
+pub const CONFIG_KEYS: [&str; 10] = [
     "default_profile",
     "refresh_threshold",
     "refresh_fraction",
     "lock_timeout",
     "connect_timeout",
     "timeout",
+    "store",
+    "key_file",
+    "insecure_keyring_fallback",
     "profiles",
 ];
 
 /// The keys of a `[profiles.NAME]` table in `config.toml`.
-pub const PROFILE_KEYS: [&str; 14] = [
+pub const PROFILE_KEYS: [&str; 15] = [
     "issuer",
     "client_id",
     "client_secret_file",
@@ -49,6 +58,7 @@ pub const PROFILE_KEYS: [&str; 14] = [
     "refresh_threshold",
     "refresh_fraction",
     "insecure_allow_http",
+    "store",
 ];
 
 /// The profile used when none is named. Every other default is the library's
@@ -101,6 +111,26 @@ pub struct NetworkArgs {
     /// Allow sending credentials over plain http to hosts other than loopback. Dangerous: anyone on the path can steal them.
     #[arg(long)]
     pub insecure_allow_http: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// Where secrets are kept.
+#[derive(Args, Debug, Clone, Default)]
+pub struct StoreArgs {
+    /// Where the profile's secrets are kept: file (plain, 0600), encrypted-file or keyring (the
+    /// OS keyring) [default: store in config.toml, else file]
+    #[arg(long, env = ENV_STORE, value_name = "STORE", value_parser = crate::stores::Backend::parse)]
+    pub store: Option<crate::stores::Backend>,
+    /// The encrypted store's key file (made with `authkeep store keygen`) [default: key_file in
+    /// config.toml, else the key kept in the OS keyring]
+    #[arg(long, env = ENV_KEY_FILE, value_name = "PATH")]
+    pub key_file: Option<std::path::PathBuf>,
+    /// Where no OS keyring is available, keep the keyring store's secrets in plain files instead
+    /// of failing (with a warning). Insecure: the secrets are then readable by anyone who can
+    /// read the files.
+    #[arg(long, env = ENV_INSECURE_KEYRING_FALLBACK)]
+    pub insecure_keyring_fallback: bool,
 }
 
 /// `-v` / `-q`.

@@ -238,6 +238,9 @@ fn merged(args: &Args, saved: &Profile) -> Profile {
     if args.network.insecure_allow_http {
         profile.insecure_allow_http = Some(true);
     }
+    if let Some(store) = args.network.store.store {
+        profile.store = Some(store);
+    }
     let flagged = [
         (args.browser, LoginMethod::Browser),
         (args.device, LoginMethod::Device),

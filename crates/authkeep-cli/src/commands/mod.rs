@@ -7,4 +7,5 @@ pub mod logout;
 pub mod profiles;
 pub mod request;
 pub mod status;
+pub mod store;
 pub mod token;

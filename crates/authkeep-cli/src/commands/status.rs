@@ -12,7 +12,8 @@ use serde::Serialize;
 use crate::common::instant;
 use crate::config;
 use crate::exit::NeedsLogin;
-use crate::names::{NetworkArgs, OptionalProfileArg, PolicyArgs, ProfileArg};
+use crate::names::{NetworkArgs, OptionalProfileArg, PolicyArgs, ProfileArg, StoreArgs};
+use crate::stores::Backend;
 use crate::printer::{self, Level};
 
 /// Show every session (or one): issuer, client, expiry, remaining time, whether it
@@ -26,6 +27,8 @@ pub struct Args {
     pub json: bool,
     #[command(flatten)]
     policy: PolicyArgs,
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
 /// What `status` shows of one session.
@@ -37,6 +40,10 @@ struct Row {
     needs_login: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// Where the session's secrets live: `file`, `encrypted-file` or
+    /// `keyring`; absent without a session file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secrets: Option<&'static str>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     session: Option<Details>,
 }
@@ -73,8 +80,11 @@ pub fn run(args: Args) -> Result<()> {
     let asked = ProfileArg {
         profile: args.profile.profile.clone(),
     };
-    let (settings, warning) =
-        config::Settings::resolve_lenient(&asked, &args.policy, &NetworkArgs::default())?;
+    let network = NetworkArgs {
+        store: args.store.clone(),
+        ..NetworkArgs::default()
+    };
+    let (settings, warning) = config::Settings::resolve_lenient(&asked, &args.policy, &network)?;
     if let Some(warning) = warning {
         printer::status(
             Level::Normal,
@@ -82,7 +92,7 @@ pub fn run(args: Args) -> Result<()> {
             &config::ignored_warning(&warning),
         );
     }
-    let store = settings.home.store();
+    let store = settings.store();
     let keys = match &args.profile.profile {
         Some(_) => vec![settings.key.clone()],
         None => crate::runtime()?.block_on(store.list())?,
@@ -92,14 +102,24 @@ pub fn run(args: Args) -> Result<()> {
     let mut unreadable = None;
     for key in &keys {
         let policy = settings.policy_of(key)?;
+        let secrets = store
+            .sealed_kind_blocking(key)
+            .ok()
+            .and_then(|kind| Backend::of_kind(kind.as_deref()))
+            .map(Backend::as_str);
         match store.load_with_skew_blocking(key) {
-            Ok(loaded) => rows.push(row(key, loaded.map(|v| v.record).as_ref(), &policy, now)),
+            Ok(loaded) => {
+                let mut row = row(key, loaded.map(|v| v.record).as_ref(), &policy, now);
+                row.secrets = secrets.filter(|_| row.session.is_some());
+                rows.push(row);
+            }
             Err(e) => {
                 rows.push(Row {
                     profile: key.to_string(),
                     state: "unreadable",
                     needs_login: false,
                     error: Some(e.to_string()),
+                    secrets,
                     session: None,
                 });
                 unreadable.get_or_insert(e);
@@ -168,6 +188,7 @@ fn row(key: &SessionKey, record: Option<&Record>, policy: &Policy, now: Timestam
         state: state.as_str(),
         needs_login: state.needs_login(),
         error: None,
+        secrets: None,
         session: session.filter(|_| state != SessionState::None),
     }
 }
@@ -200,6 +221,13 @@ fn line(row: &Row) -> String {
     } else {
         "cannot renew itself".into()
     });
+    if let Some(secrets) = row.secrets {
+        parts.push(match secrets {
+            "keyring" => "secrets in the OS keyring".into(),
+            "encrypted-file" => "secrets encrypted in its file".into(),
+            _ => "secrets in its file (plain text, 0600)".into(),
+        });
+    }
     if let Some(error) = &details.last_error {
         parts.push(format!(
             "last error {} at {}: {}",

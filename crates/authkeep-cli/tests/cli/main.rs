@@ -13,3 +13,4 @@ mod race;
 mod request;
 mod screens;
 mod skeleton;
+mod stores;

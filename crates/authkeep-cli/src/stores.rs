@@ -1,0 +1,297 @@
+//! Where a profile's secrets live: the backend chosen with `--store`
+//! (`AUTHKEEP_STORE`, config `store`, per profile or for all), and the one
+//! sealer every command's store uses, which writes the chosen way and opens
+//! whatever a record holds (plain, encrypted or in the keyring), so sessions can
+//! move between backends and a command never needs to know how one was written.
+//!
+//! Keys of the encrypted store come from the key file (`--key-file`,
+//! `AUTHKEEP_KEY_FILE`, config `key_file`), else from the OS keyring, where
+//! `store rekey` keeps the next key beside the current one until every record
+//! is re-sealed. Keyring and key are loaded on first use: a plain record never
+//! touches either.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use authkeep::SessionKey;
+use authkeep::store::{Encrypting, InKeyring, SealError, Sealer, StoreKey, Vault, VaultError};
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+use zeroize::Zeroizing;
+
+/// Longest wait for the OS keyring: a keyring waiting for a prompt on another
+/// screen must not hang `token`.
+pub const KEYRING_TIMEOUT: Duration = Duration::from_secs(5);
+/// The keyring entry holding the encrypted store's key.
+pub const KEY_ENTRY: &str = "store-key";
+/// The keyring entry holding the next key while `store rekey` runs.
+pub const NEXT_KEY_ENTRY: &str = "store-key-next";
+
+/// A store backend, as `--store` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backend {
+    /// One JSON file per session, secrets in plain text (0600).
+    #[default]
+    File,
+    /// The same files with the secrets encrypted (XChaCha20-Poly1305).
+    EncryptedFile,
+    /// The secrets in the OS keyring, the rest in the files.
+    Keyring,
+}
+
+impl Backend {
+    /// The name users type.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::File => "file",
+            Backend::EncryptedFile => "encrypted-file",
+            Backend::Keyring => "keyring",
+        }
+    }
+
+    /// Reads a `--store` value.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "file" => Ok(Backend::File),
+            "encrypted-file" => Ok(Backend::EncryptedFile),
+            "keyring" => Ok(Backend::Keyring),
+            t if t.starts_with("sqlite:") || t.starts_with("postgres://") || t.starts_with("postgresql://") => {
+                Err(format!(
+                    "the store {:?} is for many accounts (the agent), not yet available to the command; use file, encrypted-file or keyring",
+                    t.split(':').next().unwrap_or(t)
+                ))
+            }
+            _ => Err(format!(
+                "unknown store {text:?}: use file, encrypted-file or keyring"
+            )),
+        }
+    }
+
+    /// What a sealed record's `"kind"` says about where its secrets are.
+    pub fn of_kind(kind: Option<&str>) -> Option<Self> {
+        match kind {
+            None => Some(Backend::File),
+            Some("encrypted") => Some(Backend::EncryptedFile),
+            Some("keyring") => Some(Backend::Keyring),
+            Some(_) => None,
+        }
+    }
+}
+
+/// Where the encrypted store's key comes from.
+#[derive(Clone, Debug)]
+pub enum KeySource {
+    /// A key file.
+    File(PathBuf),
+    /// The OS keyring.
+    Keyring,
+}
+
+/// Opens every kind of sealed record, and seals the chosen way.
+#[derive(Debug)]
+pub struct AnySealer {
+    write: Backend,
+    key_source: KeySource,
+    vault_namespace: String,
+    encrypting: OnceLock<Result<Arc<Encrypting>, String>>,
+    in_keyring: OnceLock<Arc<InKeyring>>,
+}
+
+impl AnySealer {
+    /// A sealer that writes as `write` for the store in `dir`.
+    pub fn new(write: Backend, key_source: KeySource, dir: &Path) -> Self {
+        Self {
+            write,
+            key_source,
+            vault_namespace: namespace(dir),
+            encrypting: OnceLock::new(),
+            in_keyring: OnceLock::new(),
+        }
+    }
+
+    /// The OS keyring of this store.
+    pub fn vault(&self) -> Vault {
+        Vault::new(&self.vault_namespace, KEYRING_TIMEOUT)
+    }
+
+    fn in_keyring(&self) -> &InKeyring {
+        self.in_keyring
+            .get_or_init(|| Arc::new(InKeyring::new(self.vault())))
+    }
+
+    fn encrypting(&self) -> Result<&Encrypting, SealError> {
+        self.encrypting
+            .get_or_init(|| load_keys(&self.key_source, &self.vault()).map(Arc::new))
+            .as_ref()
+            .map(|e| e.as_ref())
+            .map_err(|e| SealError(e.clone()))
+    }
+
+    fn for_sealed(&self, sealed: &Value) -> Result<&dyn Sealer, SealError> {
+        match sealed.get("kind").and_then(Value::as_str) {
+            Some("encrypted") => Ok(self.encrypting()?),
+            Some("keyring") => Ok(self.in_keyring()),
+            other => Err(SealError(format!(
+                "its secrets are sealed in a way this authkeep does not know ({})",
+                other.unwrap_or("no kind")
+            ))),
+        }
+    }
+}
+
+impl Sealer for AnySealer {
+    fn seal(&self, key: &SessionKey, secrets: &[u8]) -> Result<Value, SealError> {
+        match self.write {
+            Backend::EncryptedFile => self.encrypting()?.seal(key, secrets),
+            Backend::Keyring => self.in_keyring().seal(key, secrets),
+            // `seals()` is false: the file store writes plain text.
+            Backend::File => Err(SealError("the file store does not seal".into())),
+        }
+    }
+
+    fn open(&self, key: &SessionKey, sealed: &Value) -> Result<Zeroizing<Vec<u8>>, SealError> {
+        self.for_sealed(sealed)?.open(key, sealed)
+    }
+
+    fn discard(&self, key: &SessionKey, sealed: &Value) -> Result<(), SealError> {
+        self.for_sealed(sealed)?.discard(key, sealed)
+    }
+
+    fn describe(&self) -> String {
+        match self.write {
+            Backend::File => "plain text in the session files (0600)".to_owned(),
+            Backend::EncryptedFile => match &self.key_source {
+                KeySource::File(path) => format!(
+                    "encrypted in the session files, key from {}",
+                    path.display()
+                ),
+                KeySource::Keyring => {
+                    "encrypted in the session files, key in the OS keyring".to_owned()
+                }
+            },
+            Backend::Keyring => "in the OS keyring".to_owned(),
+        }
+    }
+
+    fn seals(&self) -> bool {
+        self.write != Backend::File
+    }
+}
+
+/// The keys that open the store: the key file's, or the keyring's current key
+/// and, while a rekey is unfinished, the next one (then the current key for
+/// writing is the next one, so an interrupted rekey goes on where it stopped).
+fn load_keys(source: &KeySource, vault: &Vault) -> Result<Encrypting, String> {
+    match source {
+        KeySource::File(path) => StoreKey::read_file(path)
+            .map(Encrypting::new)
+            .map_err(|e| e.to_string()),
+        KeySource::Keyring => {
+            // The sealer is called from inside the keeper's runtime, where no
+            // other runtime may block: the keyring is asked on a thread of its own.
+            let asked = std::thread::scope(|scope| {
+                scope
+                    .spawn(|| {
+                        let runtime = tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                            .map_err(|e| format!("cannot start the keyring client: {e}"))?;
+                        Ok::<_, String>(runtime.block_on(async {
+                            (vault.get(KEY_ENTRY).await, vault.get(NEXT_KEY_ENTRY).await)
+                        }))
+                    })
+                    .join()
+                    .map_err(|_| "the keyring client stopped unexpectedly".to_owned())?
+            });
+            let (current, next) = asked?;
+            let read = |entry: Result<Option<Zeroizing<String>>, VaultError>, name: &str| {
+                entry
+                    .map_err(|e| keyring_message(&e))?
+                    .map(|text| {
+                        StoreKey::from_text(&text)
+                            .map_err(|e| format!("the keyring entry {name} is not a store key: {e}"))
+                    })
+                    .transpose()
+            };
+            let current = read(current, KEY_ENTRY)?;
+            let next = read(next, NEXT_KEY_ENTRY)?;
+            match (current, next) {
+                (Some(current), Some(next)) => Ok(Encrypting::new(next).with_old_key(current)),
+                (Some(current), None) => Ok(Encrypting::new(current)),
+                (None, Some(next)) => Ok(Encrypting::new(next)),
+                (None, None) => Err(
+                    "the OS keyring holds no store key; run `authkeep store keygen` (or give a key file with --key-file)"
+                        .to_owned(),
+                ),
+            }
+        }
+    }
+}
+
+/// Whether the keyring answers, from any context (a runtime or none): asked
+/// on a thread of its own, within the keyring's time-out.
+pub fn probe(vault: &Vault) -> Result<(), String> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("cannot start the keyring client: {e}"))?;
+                runtime
+                    .block_on(vault.probe())
+                    .map_err(|e| keyring_message(&e))
+            })
+            .join()
+            .map_err(|_| "the keyring client stopped unexpectedly".to_owned())?
+    })
+}
+
+/// A keyring failure in the command's words.
+pub fn keyring_message(error: &VaultError) -> String {
+    match error {
+        VaultError::Unavailable(why) => format!(
+            "no OS keyring is available here ({why}); choose another store (--store file or encrypted-file with --key-file), or allow the plain file store with --insecure-keyring-fallback"
+        ),
+        VaultError::Locked(why) => {
+            format!("the OS keyring is locked ({why}); unlock it and try again")
+        }
+        VaultError::TimedOut(after) => format!(
+            "the OS keyring did not answer within {}s (it may be waiting for a prompt on another screen)",
+            after.as_secs()
+        ),
+        other => format!("the OS keyring failed: {other}"),
+    }
+}
+
+/// Keyring entries of one home never mix with another's: the namespace is a
+/// digest of the store directory.
+fn namespace(dir: &Path) -> String {
+    let digest = Sha256::digest(dir.as_os_str().as_encoded_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_names_are_read_exactly() {
+        assert_eq!(Backend::parse("file"), Ok(Backend::File));
+        assert_eq!(Backend::parse("encrypted-file"), Ok(Backend::EncryptedFile));
+        assert_eq!(Backend::parse("keyring"), Ok(Backend::Keyring));
+        assert!(Backend::parse("sqlite:/x.db").unwrap_err().contains("many accounts"));
+        assert!(Backend::parse("Keyring").unwrap_err().contains("unknown store"));
+        for backend in [Backend::File, Backend::EncryptedFile, Backend::Keyring] {
+            assert_eq!(Backend::parse(backend.as_str()), Ok(backend));
+        }
+    }
+
+    #[test]
+    fn namespaces_differ_per_directory() {
+        assert_ne!(namespace(Path::new("/a/sessions")), namespace(Path::new("/b/sessions")));
+        assert_eq!(namespace(Path::new("/a")).len(), 16);
+    }
+}

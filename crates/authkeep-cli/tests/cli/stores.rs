@@ -1,0 +1,195 @@
+//! The stores as a user chooses them: `--store encrypted-file` with a key file,
+//! `--store keyring` against the real Secret Service the test command starts,
+//! `store keygen`, `store rekey` and `store migrate` (also killed at random
+//! instants), and `status` saying where each session's secrets live.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use authkeep_devidp::Config;
+use serde_json::Value;
+
+use crate::harness::{Home, Idp, signal, text};
+
+/// Every file under `dir`, with its bytes.
+fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                found.push((path.clone(), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    found
+}
+
+/// Asserts that no file under `dir` holds any of `secrets`.
+fn assert_nowhere(dir: &Path, secrets: &[&str]) {
+    let files = files_under(dir);
+    assert!(!files.is_empty());
+    for (path, bytes) in files {
+        let content = String::from_utf8_lossy(&bytes);
+        for secret in secrets {
+            assert!(
+                !content.contains(secret),
+                "a secret is in {} in plain text",
+                path.display()
+            );
+        }
+    }
+}
+
+/// Imports a fresh session of `idp` as `profile` with extra `args`.
+fn import(home: &Home, idp: &Idp, profile: &str, args: &[&str]) -> Value {
+    let session = idp.session();
+    let file = home.input(&format!("{profile}.json"), &session.to_string());
+    let mut all = vec![
+        "login", "-p", profile, "--issuer", idp.issuer(), "--client-id",
+        authkeep_devidp::DEFAULT_CLIENT_ID, "--from-json", &file,
+    ];
+    all.extend_from_slice(args);
+    home.run(&all).ok();
+    session
+}
+
+fn keygen(home: &Home, name: &str) -> String {
+    let path = home.path().join(name);
+    let path = path.to_str().unwrap().to_owned();
+    home.run(&["store", "keygen", "--out", &path]).ok();
+    path
+}
+
+fn secrets_of(home: &Home, profile: &str) -> String {
+    let status = home.status_of(profile);
+    status["secrets"].as_str().unwrap_or("-").to_owned()
+}
+
+#[test]
+fn the_encrypted_store_keeps_no_token_in_plain_text_and_refuses_a_wrong_key() {
+    let idp = Idp::start(Config::default());
+    let home = Home::new();
+    let key = keygen(&home, "store.key");
+    let mode = std::fs::metadata(&key).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(mode.permissions().mode() & 0o777, 0o600);
+    }
+    let session = import(&home, &idp, "enc", &["--store", "encrypted-file", "--key-file", &key]);
+    let (access, refresh) = (text(&session, "access_token"), text(&session, "refresh_token"));
+    assert_nowhere(&home.path().join("sessions"), &[&access, &refresh]);
+    // Later commands find the key in the environment.
+    let run = home.command(&["token", "-p", "enc"]).env("AUTHKEEP_KEY_FILE", &key).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&run.stdout).trim(), access);
+    let status = home.command(&["status", "-p", "enc", "--json"]).env("AUTHKEEP_KEY_FILE", &key).output().unwrap();
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["profiles"][0]["secrets"], "encrypted-file", "{status}");
+
+    // Another key: a clear error, and the file is left as it was.
+    let other = keygen(&home, "other.key");
+    let before = std::fs::read(home.record_path("enc")).unwrap();
+    let run = home.run(&["token", "-p", "enc", "--key-file", &other]);
+    assert_ne!(run.code(), 0);
+    assert!(run.stderr().contains("cannot open the secrets"), "{}", run.stderr());
+    assert!(run.stdout().is_empty());
+    assert_eq!(std::fs::read(home.record_path("enc")).unwrap(), before);
+    // keygen never overwrites a key file.
+    let run = home.run(&["store", "keygen", "--out", &key]);
+    assert_ne!(run.code(), 0, "{}", run.stderr());
+}
+
+#[test]
+fn migrate_moves_every_session_and_back_and_rekey_reseals_them() {
+    let idp = Idp::start(Config::default());
+    let home = Home::new();
+    let key = keygen(&home, "store.key");
+    let sessions: Vec<Value> = ["a", "b", "c"]
+        .iter()
+        .map(|p| import(&home, &idp, p, &[]))
+        .collect();
+    assert_eq!(secrets_of(&home, "a"), "file");
+    home.run(&["store", "migrate", "--to", "encrypted-file", "--key-file", &key]).ok();
+    for (profile, session) in ["a", "b", "c"].iter().zip(&sessions) {
+        let run = home.run(&["token", "-p", profile, "--key-file", &key]);
+        assert_eq!(run.ok(), text(session, "access_token"));
+    }
+    let tokens: Vec<String> = sessions.iter().map(|s| text(s, "refresh_token")).collect();
+    let tokens: Vec<&str> = tokens.iter().map(String::as_str).collect();
+    assert_nowhere(&home.path().join("sessions"), &tokens);
+
+    let new_key = keygen(&home, "new.key");
+    let run = home.run(&["store", "rekey", "--key-file", &key, "--new-key-file", &new_key]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert!(run.stderr().contains("re-encrypted 3"), "{}", run.stderr());
+    let run = home.run(&["token", "-p", "b", "--key-file", &new_key]);
+    assert_eq!(run.ok(), text(&sessions[1], "access_token"));
+    assert_ne!(home.run(&["token", "-p", "b", "--key-file", &key]).code(), 0);
+
+    home.run(&["store", "migrate", "--to", "file", "--key-file", &new_key]).ok();
+    assert_eq!(secrets_of(&home, "c"), "file");
+    assert_eq!(home.run(&["token", "-p", "c"]).ok(), text(&sessions[2], "access_token"));
+}
+
+/// Runs `args` 50 times, each killed (SIGKILL) after a random delay of up to
+/// `within`, and checks after each that every profile still loads.
+fn killed_at_random(home: &Home, args: &[&str], key_files: &[&str], within: Duration) {
+    let mut interrupted = 0;
+    for round in 0..50 {
+        let mut child = home.command(args).spawn().unwrap();
+        let delay = Duration::from_micros(fastrand_u64(round) % within.as_micros() as u64);
+        std::thread::sleep(delay);
+        signal(child.id(), "KILL");
+        let status = child.wait().unwrap();
+        if !status.success() {
+            interrupted += 1;
+        }
+        for profile in ["a", "b", "c"] {
+            let loads = key_files.iter().any(|key| {
+                home.command(&["status", "-p", profile, "--key-file", key])
+                    .output()
+                    .unwrap()
+                    .status
+                    .success()
+            });
+            assert!(loads, "round {round}: profile {profile} no longer loads");
+        }
+    }
+    eprintln!("{args:?}: 50 rounds, {interrupted} killed before they finished");
+    assert!(interrupted > 0, "no round was interrupted: the kill always came too late");
+}
+
+/// A small deterministic spread of delays.
+fn fastrand_u64(round: u64) -> u64 {
+    round.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17)
+}
+
+#[test]
+fn migrate_and_rekey_killed_at_random_instants_lose_no_session() {
+    let idp = Idp::start(Config::default());
+    let home = Home::new();
+    let key = keygen(&home, "one.key");
+    let other = keygen(&home, "two.key");
+    for profile in ["a", "b", "c"] {
+        import(&home, &idp, profile, &[]);
+    }
+    let within = Duration::from_millis(40);
+    killed_at_random(
+        &home,
+        &["store", "migrate", "--to", "encrypted-file", "--key-file", &key],
+        &[&key],
+        within,
+    );
+    home.run(&["store", "migrate", "--to", "encrypted-file", "--key-file", &key]).ok();
+    // Rekey back and forth between two keys: either opens what was written.
+    killed_at_random(
+        &home,
+        &["store", "rekey", "--key-file", &key, "--new-key-file", &other],
+        &[&key, &other],
+        within,
+    );
+}
