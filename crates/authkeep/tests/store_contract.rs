@@ -1,11 +1,12 @@
 //! The store contract, run against every backend: load with generation,
 //! compare-and-swap writes under the lock, compare-and-delete that leaves the
-//! generation behind, list, lock waits, issuer entries.
+//! generation behind, list, lock waits, issuer entries. The file store runs it
+//! twice: in plain text and encrypted.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use authkeep::store::{FileStore, MemoryStore, Store};
+use authkeep::store::{Encrypting, FileStore, MemoryStore, Store, StoreKey};
 use authkeep::{
     AccessToken, Client, ExpirySource, Origin, Record, RefreshToken, SessionKey, StoreError,
     TokenSet,
@@ -129,6 +130,15 @@ async fn file_store_keeps_the_contract() {
 }
 
 #[tokio::test]
+async fn encrypted_file_store_keeps_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = StoreKey::generate().unwrap();
+    let store =
+        FileStore::new(dir.path().join("sessions")).with_sealer(Arc::new(Encrypting::new(key)));
+    contract(store).await;
+}
+
+#[tokio::test]
 async fn memory_store_keeps_the_contract() {
     contract(MemoryStore::new()).await;
 }
@@ -150,6 +160,9 @@ async fn a_waiting_locker_gets_the_lock_when_it_is_released() {
     }
     let dir = tempfile::tempdir().unwrap();
     check(Arc::new(FileStore::new(dir.path()))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sealer = Arc::new(Encrypting::new(StoreKey::generate().unwrap()));
+    check(Arc::new(FileStore::new(dir.path()).with_sealer(sealer))).await;
     check(Arc::new(MemoryStore::new())).await;
 }
 

@@ -14,9 +14,11 @@ use std::time::{Duration, Instant};
 use crate::error::StoreError;
 use crate::session::{Record, SessionKey, Versioned};
 
+mod encrypted;
 mod file;
 mod memory;
 
+pub use encrypted::{Encrypting, KeyError, KeyProblem, Rekeyed, StoreKey, rekey, rekey_with};
 pub use file::{FileGuard, FileStore, SECRET_FIELDS, SealError, Sealer};
 pub use memory::{MemoryGuard, MemoryStore};
 
