@@ -57,7 +57,10 @@ impl Backend {
             "file" => Ok(Backend::File),
             "encrypted-file" => Ok(Backend::EncryptedFile),
             "keyring" => Ok(Backend::Keyring),
-            t if t.starts_with("sqlite:") || t.starts_with("postgres://") || t.starts_with("postgresql://") => {
+            t if t.starts_with("sqlite:")
+                || t.starts_with("postgres://")
+                || t.starts_with("postgresql://") =>
+            {
                 Err(format!(
                     "the store {:?} is for many accounts (the agent), not yet available to the command; use file, encrypted-file or keyring",
                     t.split(':').next().unwrap_or(t)
@@ -210,8 +213,9 @@ fn load_keys(source: &KeySource, vault: &Vault) -> Result<Encrypting, String> {
                 entry
                     .map_err(|e| keyring_message(&e))?
                     .map(|text| {
-                        StoreKey::from_text(&text)
-                            .map_err(|e| format!("the keyring entry {name} is not a store key: {e}"))
+                        StoreKey::from_text(&text).map_err(|e| {
+                            format!("the keyring entry {name} is not a store key: {e}")
+                        })
                     })
                     .transpose()
             };
@@ -282,8 +286,16 @@ mod tests {
         assert_eq!(Backend::parse("file"), Ok(Backend::File));
         assert_eq!(Backend::parse("encrypted-file"), Ok(Backend::EncryptedFile));
         assert_eq!(Backend::parse("keyring"), Ok(Backend::Keyring));
-        assert!(Backend::parse("sqlite:/x.db").unwrap_err().contains("many accounts"));
-        assert!(Backend::parse("Keyring").unwrap_err().contains("unknown store"));
+        assert!(
+            Backend::parse("sqlite:/x.db")
+                .unwrap_err()
+                .contains("many accounts")
+        );
+        assert!(
+            Backend::parse("Keyring")
+                .unwrap_err()
+                .contains("unknown store")
+        );
         for backend in [Backend::File, Backend::EncryptedFile, Backend::Keyring] {
             assert_eq!(Backend::parse(backend.as_str()), Ok(backend));
         }
@@ -291,7 +303,10 @@ mod tests {
 
     #[test]
     fn namespaces_differ_per_directory() {
-        assert_ne!(namespace(Path::new("/a/sessions")), namespace(Path::new("/b/sessions")));
+        assert_ne!(
+            namespace(Path::new("/a/sessions")),
+            namespace(Path::new("/b/sessions"))
+        );
         assert_eq!(namespace(Path::new("/a")).len(), 16);
     }
 }

@@ -13,8 +13,8 @@ use crate::common::instant;
 use crate::config;
 use crate::exit::NeedsLogin;
 use crate::names::{NetworkArgs, OptionalProfileArg, PolicyArgs, ProfileArg, StoreArgs};
-use crate::stores::Backend;
 use crate::printer::{self, Level};
+use crate::stores::Backend;
 
 /// Show every session (or one): issuer, client, expiry, remaining time, whether it
 /// can renew itself, and its health (last success, last error, next attempt).

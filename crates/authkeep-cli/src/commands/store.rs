@@ -127,7 +127,9 @@ fn rekey(new_key_file: Option<PathBuf>, network: &NetworkArgs, level: Level) -> 
     let settings = settings(network)?;
     let runtime = crate::runtime()?;
     let (old, new) = match (&settings.key_source, new_key_file) {
-        (KeySource::File(old), Some(new)) => (StoreKey::read_file(old)?, StoreKey::read_file(&new)?),
+        (KeySource::File(old), Some(new)) => {
+            (StoreKey::read_file(old)?, StoreKey::read_file(&new)?)
+        }
         (KeySource::File(old), None) => {
             return Err(usage(format!(
                 "the store key comes from {}: give the new one with --new-key-file (make it with `authkeep store keygen --out PATH`)",
@@ -148,7 +150,10 @@ fn rekey(new_key_file: Option<PathBuf>, network: &NetworkArgs, level: Level) -> 
                 .ok_or_else(|| usage("the OS keyring holds no store key to replace"))?;
             let old = StoreKey::from_text(&old)?;
             // An interrupted rekey left its new key here: finish with it.
-            let new = match runtime.block_on(vault.get(NEXT_KEY_ENTRY)).map_err(keyring)? {
+            let new = match runtime
+                .block_on(vault.get(NEXT_KEY_ENTRY))
+                .map_err(keyring)?
+            {
                 Some(text) => StoreKey::from_text(&text)?,
                 None => {
                     let new = StoreKey::generate()?;
@@ -163,7 +168,12 @@ fn rekey(new_key_file: Option<PathBuf>, network: &NetworkArgs, level: Level) -> 
     };
     let (new_id, old_id) = (new.id().to_owned(), old.id().to_owned());
     let dir = settings.home.store().dir().to_path_buf();
-    let done = runtime.block_on(authkeep::store::rekey(&dir, old, new, settings.lock_timeout))?;
+    let done = runtime.block_on(authkeep::store::rekey(
+        &dir,
+        old,
+        new,
+        settings.lock_timeout,
+    ))?;
     if let KeySource::Keyring = settings.key_source {
         let vault = vault(&settings);
         let keyring = |e| anyhow!(stores::keyring_message(&e));

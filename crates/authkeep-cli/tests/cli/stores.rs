@@ -49,8 +49,15 @@ fn import(home: &Home, idp: &Idp, profile: &str, args: &[&str]) -> Value {
     let session = idp.session();
     let file = home.input(&format!("{profile}.json"), &session.to_string());
     let mut all = vec![
-        "login", "-p", profile, "--issuer", idp.issuer(), "--client-id",
-        authkeep_devidp::DEFAULT_CLIENT_ID, "--from-json", &file,
+        "login",
+        "-p",
+        profile,
+        "--issuer",
+        idp.issuer(),
+        "--client-id",
+        authkeep_devidp::DEFAULT_CLIENT_ID,
+        "--from-json",
+        &file,
     ];
     all.extend_from_slice(args);
     home.run(&all).ok();
@@ -80,22 +87,45 @@ fn the_encrypted_store_keeps_no_token_in_plain_text_and_refuses_a_wrong_key() {
         use std::os::unix::fs::PermissionsExt as _;
         assert_eq!(mode.permissions().mode() & 0o777, 0o600);
     }
-    let session = import(&home, &idp, "enc", &["--store", "encrypted-file", "--key-file", &key]);
-    let (access, refresh) = (text(&session, "access_token"), text(&session, "refresh_token"));
+    let session = import(
+        &home,
+        &idp,
+        "enc",
+        &["--store", "encrypted-file", "--key-file", &key],
+    );
+    let (access, refresh) = (
+        text(&session, "access_token"),
+        text(&session, "refresh_token"),
+    );
     assert_nowhere(&home.path().join("sessions"), &[&access, &refresh]);
     // Later commands find the key in the environment.
-    let run = home.command(&["token", "-p", "enc"]).env("AUTHKEEP_KEY_FILE", &key).output().unwrap();
+    let run = home
+        .command(&["token", "-p", "enc"])
+        .env("AUTHKEEP_KEY_FILE", &key)
+        .output()
+        .unwrap();
     assert_eq!(String::from_utf8_lossy(&run.stdout).trim(), access);
-    let status = home.command(&["status", "-p", "enc", "--json"]).env("AUTHKEEP_KEY_FILE", &key).output().unwrap();
+    let status = home
+        .command(&["status", "-p", "enc", "--json"])
+        .env("AUTHKEEP_KEY_FILE", &key)
+        .output()
+        .unwrap();
     let status: Value = serde_json::from_slice(&status.stdout).unwrap();
-    assert_eq!(status["profiles"][0]["secrets"], "encrypted-file", "{status}");
+    assert_eq!(
+        status["profiles"][0]["secrets"], "encrypted-file",
+        "{status}"
+    );
 
     // Another key: a clear error, and the file is left as it was.
     let other = keygen(&home, "other.key");
     let before = std::fs::read(home.record_path("enc")).unwrap();
     let run = home.run(&["token", "-p", "enc", "--key-file", &other]);
     assert_ne!(run.code(), 0);
-    assert!(run.stderr().contains("cannot open the secrets"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("cannot open the secrets"),
+        "{}",
+        run.stderr()
+    );
     assert!(run.stdout().is_empty());
     assert_eq!(std::fs::read(home.record_path("enc")).unwrap(), before);
     // keygen never overwrites a key file.
@@ -113,7 +143,15 @@ fn migrate_moves_every_session_and_back_and_rekey_reseals_them() {
         .map(|p| import(&home, &idp, p, &[]))
         .collect();
     assert_eq!(secrets_of(&home, "a"), "file");
-    home.run(&["store", "migrate", "--to", "encrypted-file", "--key-file", &key]).ok();
+    home.run(&[
+        "store",
+        "migrate",
+        "--to",
+        "encrypted-file",
+        "--key-file",
+        &key,
+    ])
+    .ok();
     for (profile, session) in ["a", "b", "c"].iter().zip(&sessions) {
         let run = home.run(&["token", "-p", profile, "--key-file", &key]);
         assert_eq!(run.ok(), text(session, "access_token"));
@@ -123,16 +161,30 @@ fn migrate_moves_every_session_and_back_and_rekey_reseals_them() {
     assert_nowhere(&home.path().join("sessions"), &tokens);
 
     let new_key = keygen(&home, "new.key");
-    let run = home.run(&["store", "rekey", "--key-file", &key, "--new-key-file", &new_key]);
+    let run = home.run(&[
+        "store",
+        "rekey",
+        "--key-file",
+        &key,
+        "--new-key-file",
+        &new_key,
+    ]);
     assert_eq!(run.code(), 0, "{}", run.stderr());
     assert!(run.stderr().contains("re-encrypted 3"), "{}", run.stderr());
     let run = home.run(&["token", "-p", "b", "--key-file", &new_key]);
     assert_eq!(run.ok(), text(&sessions[1], "access_token"));
-    assert_ne!(home.run(&["token", "-p", "b", "--key-file", &key]).code(), 0);
+    assert_ne!(
+        home.run(&["token", "-p", "b", "--key-file", &key]).code(),
+        0
+    );
 
-    home.run(&["store", "migrate", "--to", "file", "--key-file", &new_key]).ok();
+    home.run(&["store", "migrate", "--to", "file", "--key-file", &new_key])
+        .ok();
     assert_eq!(secrets_of(&home, "c"), "file");
-    assert_eq!(home.run(&["token", "-p", "c"]).ok(), text(&sessions[2], "access_token"));
+    assert_eq!(
+        home.run(&["token", "-p", "c"]).ok(),
+        text(&sessions[2], "access_token")
+    );
 }
 
 /// Runs `args` 50 times, each killed (SIGKILL) after a random delay of up to
@@ -160,7 +212,10 @@ fn killed_at_random(home: &Home, args: &[&str], key_files: &[&str], within: Dura
         }
     }
     eprintln!("{args:?}: 50 rounds, {interrupted} killed before they finished");
-    assert!(interrupted > 0, "no round was interrupted: the kill always came too late");
+    assert!(
+        interrupted > 0,
+        "no round was interrupted: the kill always came too late"
+    );
 }
 
 /// A small deterministic spread of delays.
@@ -180,15 +235,37 @@ fn migrate_and_rekey_killed_at_random_instants_lose_no_session() {
     let within = Duration::from_millis(40);
     killed_at_random(
         &home,
-        &["store", "migrate", "--to", "encrypted-file", "--key-file", &key],
+        &[
+            "store",
+            "migrate",
+            "--to",
+            "encrypted-file",
+            "--key-file",
+            &key,
+        ],
         &[&key],
         within,
     );
-    home.run(&["store", "migrate", "--to", "encrypted-file", "--key-file", &key]).ok();
+    home.run(&[
+        "store",
+        "migrate",
+        "--to",
+        "encrypted-file",
+        "--key-file",
+        &key,
+    ])
+    .ok();
     // Rekey back and forth between two keys: either opens what was written.
     killed_at_random(
         &home,
-        &["store", "rekey", "--key-file", &key, "--new-key-file", &other],
+        &[
+            "store",
+            "rekey",
+            "--key-file",
+            &key,
+            "--new-key-file",
+            &other,
+        ],
         &[&key, &other],
         within,
     );

@@ -441,18 +441,21 @@ fn is_word(text: &str) -> bool {
 /// What [`rekey`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Rekeyed {
-    /// Records written again, sealed with the new key (records that were in
-    /// plain text included).
+    /// Records written again, sealed with the new key.
     pub resealed: usize,
     /// Records that were sealed with the new key already.
     pub already: usize,
+    /// Records whose secrets are not encrypted (in plain text, or in a
+    /// keyring): left as they are.
+    pub other: usize,
 }
 
 /// Re-seals every record in the store directory `dir` under `new`, one session
 /// at a time under its lock (waiting at most `wait` for each): the record is
 /// read, opened with `old` or `new`, and written back sealed with `new`.
 /// Records sealed with `new` already are skipped, so an interrupted rekey can
-/// simply be run again; records in plain text are sealed.
+/// simply be run again; records whose secrets are not encrypted (in plain text,
+/// or in a keyring) are left alone: each keeps the store it was given.
 ///
 /// Each record is replaced atomically, so a process killed at any instant
 /// leaves every record readable with `old` or `new`: keep both keys until this
@@ -482,7 +485,9 @@ pub async fn rekey_with(
     let mut done = Rekeyed::default();
     for key in store.list().await? {
         let guard = store.lock(&key, wait, || {}).await?;
-        if sealed_with(&store.path(&key)).as_deref() == Some(new_id.as_str()) {
+        if store.sealed_kind_blocking(&key)?.as_deref() != Some(KIND) {
+            done.other += 1;
+        } else if sealed_with(&store.path(&key)).as_deref() == Some(new_id.as_str()) {
             done.already += 1;
         } else if let Some(current) = store.load(&key).await? {
             store
