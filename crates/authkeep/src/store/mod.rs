@@ -15,9 +15,13 @@ use crate::error::StoreError;
 use crate::session::{Record, SessionKey, Versioned};
 
 mod file;
+#[cfg(feature = "keyring")]
+mod keyring;
 mod memory;
 
 pub use file::{FileGuard, FileStore, SECRET_FIELDS, SealError, Sealer};
+#[cfg(feature = "keyring")]
+pub use keyring::{InKeyring, KEYRING_SERVICE, Vault, VaultError};
 pub use memory::{MemoryGuard, MemoryStore};
 
 /// Proof that a session's lock is held.
