@@ -119,6 +119,11 @@ impl Vault {
         }
     }
 
+    /// The namespace its entries are named under (`<namespace>/<name>`).
+    pub fn namespace(&self) -> &str {
+        &self.inner.namespace
+    }
+
     /// The secret stored as `name`; `None` when there is no such entry.
     pub async fn get(&self, name: &str) -> Result<Option<Zeroizing<String>>, VaultError> {
         let name = name.to_owned();
