@@ -2,9 +2,27 @@
 # Everything CI runs: formatting, lints, docs, the whole test suite, and the
 # library's examples (each against an in-process development identity
 # provider). It needs the pinned Rust toolchain, and Node.js 20 with npm for
-# the conformance provider; every service the tests use is started by the tests.
+# the conformance provider; every service the tests use is started by the tests,
+# except the Secret Service of the keyring tests, which is started here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The keyring tests talk to a real Secret Service: gnome-keyring, unlocked, on a
+# private session bus (scripts/with-secret-service.sh). Install what that takes
+# where it is missing (CI runs as root on a fresh Debian machine).
+missing=()
+command -v dbus-run-session >/dev/null || missing+=(dbus)
+command -v gnome-keyring-daemon >/dev/null || missing+=(gnome-keyring)
+command -v secret-tool >/dev/null || missing+=(libsecret-tools)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "scripts/test.sh: the keyring tests need a Secret Service; install: ${missing[*]}" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
 
 # The conformance tests run a certified OpenID Provider (oidc-provider on
 # Node.js). Install its packages exactly as locked, unless this lock file's
@@ -19,8 +37,12 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --locked -q
-cargo test --workspace --all-features --locked
-for example in $(ls crates/authkeep/examples | sed -n 's/\.rs$//p'); do
-  echo "example $example:"
-  cargo run --quiet --locked --all-features -p authkeep --example "$example"
-done
+# Tests and examples run on a private session bus with the keyring started
+# there; both end with it.
+dbus-run-session -- scripts/with-secret-service.sh bash -euo pipefail -c '
+  cargo test --workspace --all-features --locked
+  for example in $(ls crates/authkeep/examples | sed -n "s/\.rs$//p"); do
+    echo "example $example:"
+    cargo run --quiet --locked --all-features -p authkeep --example "$example"
+  done
+'

@@ -177,3 +177,44 @@ async fn file_store_lock_belongs_to_the_open_file_not_the_process() {
         Err(StoreError::LockTimeout { .. })
     ));
 }
+
+// The OS keyring backend: the file store with each record's secrets sealed in
+// the keyring. It needs a real Secret Service: ./scripts/test.sh starts one
+// and sets AUTHKEEP_TEST_SECRET_SERVICE (tests/keyring.rs has the rest).
+#[cfg(feature = "keyring")]
+mod keyring {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use authkeep::store::{FileStore, InKeyring, Store, Vault};
+
+    use super::{WAIT, contract};
+
+    #[tokio::test]
+    async fn keyring_store_keeps_the_contract() {
+        // Only in the keyring ./scripts/test.sh starts, never a developer's own.
+        assert!(
+            std::env::var_os("AUTHKEEP_TEST_SECRET_SERVICE").is_some(),
+            "this test needs the Secret Service that ./scripts/test.sh starts; run that, or: \
+             dbus-run-session -- scripts/with-secret-service.sh cargo test -p authkeep --test store_contract"
+        );
+        let namespace = format!("contract-{}-{:016x}", std::process::id(), fastrand::u64(..));
+        let vault = Vault::new(&namespace, Duration::from_secs(5));
+        if let Err(e) = vault.probe_blocking() {
+            panic!("the Secret Service started for the tests does not answer: {e}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path().join("sessions"))
+            .with_sealer(Arc::new(InKeyring::new(vault.clone())));
+        contract(store.clone()).await;
+
+        // Remove the sessions the contract kept; the entries its refused writes
+        // sealed are orphans no record names, gone with the test keyring.
+        for key in store.list().await.unwrap() {
+            let guard = store.lock(&key, WAIT, || {}).await.unwrap();
+            let stored = store.load(&key).await.unwrap().unwrap();
+            store.remove(&guard, stored.generation).await.unwrap();
+        }
+        assert!(store.list().await.unwrap().is_empty());
+    }
+}

@@ -16,10 +16,14 @@ use crate::session::{Record, SessionKey, Versioned};
 
 mod encrypted;
 mod file;
+#[cfg(feature = "keyring")]
+mod keyring;
 mod memory;
 
 pub use encrypted::{Encrypting, KeyError, KeyProblem, Rekeyed, StoreKey, rekey, rekey_with};
 pub use file::{FileGuard, FileStore, SECRET_FIELDS, SealError, Sealer};
+#[cfg(feature = "keyring")]
+pub use keyring::{InKeyring, KEYRING_SERVICE, Vault, VaultError};
 pub use memory::{MemoryGuard, MemoryStore};
 
 /// Proof that a session's lock is held.
