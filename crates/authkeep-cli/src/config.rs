@@ -638,6 +638,7 @@ impl Settings {
             "lock_timeout",
             &path,
         )?;
+        let asked_store = network.store.clone();
         let default_network = Network::default();
         let insecure = network.insecure_allow_http
             || own.as_ref().and_then(|p| p.insecure_allow_http) == Some(true);
@@ -657,20 +658,19 @@ impl Settings {
                 &path,
             )?)
             .with_insecure_http_allowed(insecure);
-        let backend = network
-            .store
+        let backend = asked_store
             .store
             .or(own.as_ref().and_then(|p| p.store))
             .or(file.store)
             .unwrap_or_default();
-        let key_source = match (&network.store.key_file, &file.key_file) {
+        let key_source = match (&asked_store.key_file, &file.key_file) {
             (Some(path), _) => KeySource::File(path.clone()),
             // A relative path in the file is relative to the file's directory.
             (None, Some(path)) => KeySource::File(home.config_dir.join(path)),
             (None, None) => KeySource::Keyring,
         };
         let keyring_fallback =
-            network.store.insecure_keyring_fallback || file.insecure_keyring_fallback == Some(true);
+            asked_store.insecure_keyring_fallback || file.insecure_keyring_fallback == Some(true);
         let mut settings = Self {
             backend,
             key_source,
@@ -823,6 +823,7 @@ login = "device"
             refresh_threshold: Some("10m".into()),
             refresh_fraction: Some(1.0),
             insecure_allow_http: Some(true),
+            store: None,
         };
         assert_eq!(work, &expected);
         let home = file.profile("home").unwrap();

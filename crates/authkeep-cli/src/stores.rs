@@ -15,6 +15,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use authkeep::SessionKey;
+
+pub use crate::names::Backend;
 use authkeep::store::{Encrypting, InKeyring, SealError, Sealer, StoreKey, Vault, VaultError};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
@@ -27,61 +29,6 @@ pub const KEYRING_TIMEOUT: Duration = Duration::from_secs(5);
 pub const KEY_ENTRY: &str = "store-key";
 /// The keyring entry holding the next key while `store rekey` runs.
 pub const NEXT_KEY_ENTRY: &str = "store-key-next";
-
-/// A store backend, as `--store` names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Backend {
-    /// One JSON file per session, secrets in plain text (0600).
-    #[default]
-    File,
-    /// The same files with the secrets encrypted (XChaCha20-Poly1305).
-    EncryptedFile,
-    /// The secrets in the OS keyring, the rest in the files.
-    Keyring,
-}
-
-impl Backend {
-    /// The name users type.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Backend::File => "file",
-            Backend::EncryptedFile => "encrypted-file",
-            Backend::Keyring => "keyring",
-        }
-    }
-
-    /// Reads a `--store` value.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        match text {
-            "file" => Ok(Backend::File),
-            "encrypted-file" => Ok(Backend::EncryptedFile),
-            "keyring" => Ok(Backend::Keyring),
-            t if t.starts_with("sqlite:")
-                || t.starts_with("postgres://")
-                || t.starts_with("postgresql://") =>
-            {
-                Err(format!(
-                    "the store {:?} is for many accounts (the agent), not yet available to the command; use file, encrypted-file or keyring",
-                    t.split(':').next().unwrap_or(t)
-                ))
-            }
-            _ => Err(format!(
-                "unknown store {text:?}: use file, encrypted-file or keyring"
-            )),
-        }
-    }
-
-    /// What a sealed record's `"kind"` says about where its secrets are.
-    pub fn of_kind(kind: Option<&str>) -> Option<Self> {
-        match kind {
-            None => Some(Backend::File),
-            Some("encrypted") => Some(Backend::EncryptedFile),
-            Some("keyring") => Some(Backend::Keyring),
-            Some(_) => None,
-        }
-    }
-}
 
 /// Where the encrypted store's key comes from.
 #[derive(Clone, Debug)]
@@ -280,26 +227,6 @@ fn namespace(dir: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn store_names_are_read_exactly() {
-        assert_eq!(Backend::parse("file"), Ok(Backend::File));
-        assert_eq!(Backend::parse("encrypted-file"), Ok(Backend::EncryptedFile));
-        assert_eq!(Backend::parse("keyring"), Ok(Backend::Keyring));
-        assert!(
-            Backend::parse("sqlite:/x.db")
-                .unwrap_err()
-                .contains("many accounts")
-        );
-        assert!(
-            Backend::parse("Keyring")
-                .unwrap_err()
-                .contains("unknown store")
-        );
-        for backend in [Backend::File, Backend::EncryptedFile, Backend::Keyring] {
-            assert_eq!(Backend::parse(backend.as_str()), Ok(backend));
-        }
-    }
 
     #[test]
     fn namespaces_differ_per_directory() {
