@@ -122,6 +122,8 @@ pub struct ConfigFile {
     lock_timeout: Option<String>,
     connect_timeout: Option<String>,
     timeout: Option<String>,
+    /// Use a session store that other users may read or change.
+    insecure_permissions: Option<bool>,
     #[serde(default)]
     profiles: BTreeMap<String, Profile>,
 }
@@ -602,7 +604,7 @@ impl Settings {
     }
 
     fn with_file(
-        home: Home,
+        mut home: Home,
         path: PathBuf,
         file: ConfigFile,
         profile: &ProfileArg,
@@ -619,6 +621,9 @@ impl Settings {
             "lock_timeout",
             &path,
         )?;
+        home.insecure_permissions = network.store.insecure_permissions
+            || names::switch_variable(names::ENV_INSECURE_PERMISSIONS).map_err(usage)?
+            || file.insecure_permissions == Some(true);
         let default_network = Network::default();
         let insecure = network.insecure_allow_http
             || own.as_ref().and_then(|p| p.insecure_allow_http) == Some(true);
@@ -704,6 +709,7 @@ refresh_fraction = 0.25
 lock_timeout = "10s"
 connect_timeout = "3s"
 timeout = "20s"
+insecure_permissions = false
 
 [profiles.work]
 issuer = "https://login.example.com"
@@ -732,6 +738,7 @@ login = "device"
         assert_eq!(file.lock_timeout.as_deref(), Some("10s"));
         assert_eq!(file.connect_timeout.as_deref(), Some("3s"));
         assert_eq!(file.timeout.as_deref(), Some("20s"));
+        assert_eq!(file.insecure_permissions, Some(false));
         let work = file.profile("work").unwrap();
         let expected = Profile {
             issuer: Some("https://login.example.com".into()),
