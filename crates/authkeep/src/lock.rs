@@ -210,8 +210,10 @@ pub(crate) fn check_private(path: &Path, meta: &std::fs::Metadata) -> Result<(),
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt as _;
+        // Asked once per process: the warm path checks two paths.
+        static EUID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
         let mode = meta.mode() & 0o7777;
-        let me = rustix::process::geteuid().as_raw();
+        let me = *EUID.get_or_init(|| rustix::process::geteuid().as_raw());
         let owner = (meta.uid() != me).then_some(meta.uid());
         if mode & 0o077 == 0 && owner.is_none() {
             return Ok(());

@@ -377,7 +377,7 @@ impl FileStore {
 
     /// Reads a record or journal, refusing it before reading if other users
     /// may use it; `None` when it does not exist. Its permissions come from the
-    /// open file (links followed), at no extra cost over a plain read.
+    /// open file (links followed): one `fstat`, as a plain `std::fs::read` makes.
     fn read_private(&self, path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
         use std::io::Read as _;
         let mut file = match std::fs::File::open(path) {
@@ -389,11 +389,19 @@ impl FileStore {
         if !self.insecure_permissions {
             check_private(path, &meta)?;
         }
-        // The length is a hint: a file that grows or shrinks meanwhile is read whole.
+        // Read in chunks rather than with `read_to_end`, which would stat the
+        // file again for its size. The length is a hint: a file that grows or
+        // shrinks meanwhile is read whole.
         let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-        file.read_to_end(&mut bytes)
-            .map_err(StoreError::io("reading", path))?;
-        Ok(Some(bytes))
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            match file.read(&mut chunk) {
+                Ok(0) => return Ok(Some(bytes)),
+                Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(StoreError::io("reading", path)(e)),
+            }
+        }
     }
 
     /// Moves a record that cannot be read aside (`<name>.json.corrupt-<time>`) so
@@ -1059,6 +1067,21 @@ mod tests {
         let v = store.load_blocking(key).unwrap().unwrap();
         let token = v.record.tokens.unwrap().access_token;
         (v.generation, token.expose_secret().to_owned())
+    }
+
+    #[tokio::test]
+    async fn a_record_longer_than_one_read_is_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path().join("s"));
+        let key = SessionKey::new("s").unwrap();
+        let mut record = sample("one");
+        if let Some(tokens) = record.tokens.as_mut() {
+            tokens.scope = Some("scope ".repeat(10_000));
+        }
+        let guard = store.try_lock(&key).await.unwrap().unwrap();
+        store.write(&guard, None, &record).await.unwrap();
+        assert!(std::fs::metadata(store.path(&key)).unwrap().len() > 3 * 16 * 1024);
+        assert_eq!(store.load_blocking(&key).unwrap().unwrap().record, record);
     }
 
     #[tokio::test]
