@@ -24,6 +24,10 @@ pub struct Home {
     pub config_dir: PathBuf,
     /// Holds sessions and caches.
     pub state_dir: PathBuf,
+    /// Whether a session store that other users may read or change is used
+    /// rather than refused (`--insecure-permissions` and its variable and key;
+    /// `locate` leaves it off).
+    pub insecure_permissions: bool,
 }
 
 impl Home {
@@ -35,6 +39,7 @@ impl Home {
             return Ok(Self {
                 config_dir: home.clone(),
                 state_dir: home,
+                insecure_permissions: false,
             });
         }
         let config = dirs::config_dir().ok_or_else(|| {
@@ -49,6 +54,7 @@ impl Home {
         Ok(Self {
             config_dir: config.join("authkeep"),
             state_dir: state.join("authkeep"),
+            insecure_permissions: false,
         })
     }
 
@@ -57,9 +63,11 @@ impl Home {
         self.config_dir.join("config.toml")
     }
 
-    /// The session store.
+    /// The session store, refusing files and a directory that other users may
+    /// use unless `insecure_permissions` allows them.
     pub fn store(&self) -> FileStore {
         FileStore::new(self.state_dir.join("sessions"))
+            .with_insecure_permissions(self.insecure_permissions)
     }
 }
 

@@ -129,6 +129,8 @@ pub struct ConfigFile {
     store: Option<Backend>,
     key_file: Option<PathBuf>,
     insecure_keyring_fallback: Option<bool>,
+    /// Use a session store that other users may read or change.
+    insecure_permissions: Option<bool>,
     #[serde(default)]
     profiles: BTreeMap<String, Profile>,
 }
@@ -621,7 +623,7 @@ impl Settings {
     }
 
     fn with_file(
-        home: Home,
+        mut home: Home,
         path: PathBuf,
         file: ConfigFile,
         profile: &ProfileArg,
@@ -639,6 +641,9 @@ impl Settings {
             &path,
         )?;
         let asked_store = network.store.clone();
+        home.insecure_permissions = network.store.insecure_permissions
+            || names::switch_variable(names::ENV_INSECURE_PERMISSIONS).map_err(usage)?
+            || file.insecure_permissions == Some(true);
         let default_network = Network::default();
         let insecure = network.insecure_allow_http
             || own.as_ref().and_then(|p| p.insecure_allow_http) == Some(true);
@@ -776,6 +781,7 @@ refresh_fraction = 0.25
 lock_timeout = "10s"
 connect_timeout = "3s"
 timeout = "20s"
+insecure_permissions = false
 
 [profiles.work]
 issuer = "https://login.example.com"
@@ -804,6 +810,7 @@ login = "device"
         assert_eq!(file.lock_timeout.as_deref(), Some("10s"));
         assert_eq!(file.connect_timeout.as_deref(), Some("3s"));
         assert_eq!(file.timeout.as_deref(), Some("20s"));
+        assert_eq!(file.insecure_permissions, Some(false));
         let work = file.profile("work").unwrap();
         let expected = Profile {
             issuer: Some("https://login.example.com".into()),

@@ -92,6 +92,8 @@ pub fn classify(error: &anyhow::Error) -> (u8, &'static str) {
         if let Some(e) = cause.downcast_ref::<StoreError>() {
             let code = if e.is_transient() {
                 RETRY_LATER
+            } else if e.is_misconfiguration() {
+                USAGE
             } else {
                 UNEXPECTED
             };
@@ -238,10 +240,15 @@ fn advise(error: &Error) -> String {
     }
 }
 
-/// A store error, with what to do about a lock time-out.
+/// A store error, with what to do about a lock time-out or a store others may
+/// use.
 fn advise_store(error: &StoreError) -> String {
     match error {
         StoreError::LockTimeout { .. } => with_lock_timeout_hint(&error.to_string()),
+        StoreError::InsecurePermissions { .. } => format!(
+            "{error}, or use it as it is with --insecure-permissions ({}=1)",
+            crate::names::ENV_INSECURE_PERMISSIONS
+        ),
         other => other.to_string(),
     }
 }

@@ -9,11 +9,14 @@
 //! full binary `authkeep-main` installed beside it, which decides everything again.
 //!
 //! It reads `config.toml` itself, only the keys that change the decision
-//! (`default_profile`, the refresh threshold and fraction at the top level and in
-//! the profile's table), and chooses the profile and policy with the same
+//! (`default_profile`, `insecure_permissions`, the refresh threshold and fraction
+//! at the top level and in the profile's table), and chooses the profile and policy with the same
 //! functions as the full binary (`common::profile_name`, `common::refresh_policy`),
 //! so it serves exactly when the full binary would not refresh. Whatever it cannot
 //! read or parse, it leaves to the full binary, which validates the whole file.
+//! A session store that other users may read or change is refused by the same
+//! library check as in the full binary; the front then hands over, and the full
+//! binary reports it.
 
 use std::collections::BTreeMap;
 use std::env::VarError;
@@ -55,6 +58,7 @@ struct QuickConfig {
     store: Option<IgnoredAny>,
     key_file: Option<IgnoredAny>,
     insecure_keyring_fallback: Option<IgnoredAny>,
+    insecure_permissions: Option<bool>,
     #[serde(default)]
     profiles: BTreeMap<String, QuickProfile>,
 }
@@ -124,8 +128,10 @@ fn serve_warm(args: &[OsString]) -> Option<ExitCode> {
         Some(text) => Duration::try_from(names::parse_duration(&text).ok()?).ok()?,
         None => DEFAULT_LOCK_TIMEOUT,
     };
-    let home = common::Home::locate().ok()?;
+    let mut home = common::Home::locate().ok()?;
     let config = quick_config(&home.config_file())?;
+    home.insecure_permissions = names::switch_variable(names::ENV_INSECURE_PERMISSIONS).ok()?
+        || config.insecure_permissions == Some(true);
     let from_environment = variable(names::ENV_PROFILE)?;
     let name = common::profile_name(
         invocation
@@ -301,12 +307,10 @@ mod tests {
 
     #[test]
     fn the_front_knows_every_key_of_the_file_and_no_other() {
-        let value = |key: &str| {
-            if key == "refresh_fraction" {
-                "0.5"
-            } else {
-                "\"5m\""
-            }
+        let value = |key: &str| match key {
+            "refresh_fraction" => "0.5",
+            "insecure_permissions" => "true",
+            _ => "\"5m\"",
         };
         for key in names::CONFIG_KEYS.iter().filter(|k| **k != "profiles") {
             let text = format!("{key} = {}\n", value(key));
@@ -330,6 +334,9 @@ mod tests {
                 .is_some()
         );
         assert!(quick("refresh_fraction = \"0.5\"\n").is_none());
+        assert!(quick("insecure_permissions = 1\n").is_none());
+        let allowed = quick("insecure_permissions = true\n").unwrap();
+        assert_eq!(allowed.insecure_permissions, Some(true));
         let config = quick(
             "default_profile = \"a\"\nrefresh_threshold = \"1m\"\n[profiles.a]\nrefresh_fraction = 1\n",
         )

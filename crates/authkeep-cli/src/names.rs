@@ -28,8 +28,12 @@ pub const ENV_KEY_FILE: &str = "AUTHKEEP_KEY_FILE";
 /// `--insecure-keyring-fallback`.
 pub const ENV_INSECURE_KEYRING_FALLBACK: &str = "AUTHKEEP_INSECURE_KEYRING_FALLBACK";
 
+/// `AUTHKEEP_INSECURE_PERMISSIONS`: use a session store that other users may
+/// read or change (`1`), instead of refusing it.
+pub const ENV_INSECURE_PERMISSIONS: &str = "AUTHKEEP_INSECURE_PERMISSIONS";
+
 /// The keys of `config.toml`'s top level.
-pub const CONFIG_KEYS: [&str; 10] = [
+pub const CONFIG_KEYS: [&str; 11] = [
     "default_profile",
     "refresh_threshold",
     "refresh_fraction",
@@ -39,6 +43,7 @@ pub const CONFIG_KEYS: [&str; 10] = [
     "store",
     "key_file",
     "insecure_keyring_fallback",
+    "insecure_permissions",
     "profiles",
 ];
 
@@ -170,7 +175,7 @@ impl Backend {
     }
 }
 
-/// Where secrets are kept.
+/// Where secrets are kept, and what the session store may be.
 #[derive(Args, Debug, Clone, Default)]
 pub struct StoreArgs {
     /// Where the profile's secrets are kept: file (plain, 0600), encrypted-file or keyring (the
@@ -186,6 +191,35 @@ pub struct StoreArgs {
     /// read the files.
     #[arg(long, env = ENV_INSECURE_KEYRING_FALLBACK)]
     pub insecure_keyring_fallback: bool,
+    /// Use session files and a sessions directory that other users may read or change, instead of
+    /// refusing them (also AUTHKEEP_INSECURE_PERMISSIONS=1, or insecure_permissions = true in
+    /// config.toml). Dangerous: they can read or replace your tokens.
+    #[arg(long)]
+    pub insecure_permissions: bool,
+}
+
+/// Reads a yes/no variable: `1`, `true`, `yes`, `on` are yes; `0`, `false`,
+/// `no`, `off`, empty or unset are no (any case); anything else is an error
+/// naming the variable, which never repeats a long or unprintable value.
+pub fn switch_variable(name: &str) -> Result<bool, String> {
+    let value = match std::env::var(name) {
+        Ok(value) => value,
+        Err(std::env::VarError::NotPresent) => return Ok(false),
+        Err(std::env::VarError::NotUnicode(_)) => String::from("\u{fffd}"),
+    };
+    parse_switch(&value).map_err(|e| format!("{e} (in {name})"))
+}
+
+/// Parses a yes/no value as [`switch_variable`] reads it.
+pub fn parse_switch(text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "" | "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(format!(
+            "invalid value {}: write 1 or 0 (true or false)",
+            quoted(text)
+        )),
+    }
 }
 
 /// `-v` / `-q`.
@@ -294,5 +328,21 @@ mod tests {
         assert!(parse_duration("-5m").is_err());
         assert!(parse_fraction("1.5").is_err());
         assert_eq!(parse_fraction("0.25").unwrap(), 0.25);
+    }
+
+    #[test]
+    fn switches_read_yes_and_no_and_refuse_anything_else() {
+        for yes in ["1", "true", "TRUE", "yes", "on", " 1 "] {
+            assert_eq!(parse_switch(yes), Ok(true), "{yes}");
+        }
+        for no in ["", "0", "false", "No", "off"] {
+            assert_eq!(parse_switch(no), Ok(false), "{no}");
+        }
+        let error = parse_switch("maybe").unwrap_err();
+        assert_eq!(
+            error,
+            "invalid value \"maybe\": write 1 or 0 (true or false)"
+        );
+        assert!(!parse_switch(&"x".repeat(60)).unwrap_err().contains("xxx"));
     }
 }

@@ -88,6 +88,28 @@ pub enum StoreError {
         /// How long we waited.
         waited: std::time::Duration,
     },
+    /// The store's directory or one of its files may be read or changed by
+    /// other users (group or others have access, or another user owns it): it
+    /// is not used, as ssh refuses a private key others can read. Nothing was
+    /// read from it or changed.
+    #[error(
+        "{} {} {}; fix it with `{fix}`",
+        if *is_dir { "session directory" } else { "session file" },
+        path.display(),
+        insecure_why(*mode, *owner)
+    )]
+    InsecurePermissions {
+        /// The file or directory.
+        path: PathBuf,
+        /// Whether it is the store's directory.
+        is_dir: bool,
+        /// Its permission bits (e.g. `0o644`).
+        mode: u32,
+        /// Its owner's uid, when that is not the current user.
+        owner: Option<u32>,
+        /// The shell command that fixes it (`chmod 600 /path/x.json`).
+        fix: String,
+    },
     /// An I/O error on a named file.
     #[error("{action} {}: {source}", path.display())]
     Io {
@@ -99,6 +121,19 @@ pub enum StoreError {
         /// waiting on the same attempt).
         source: Arc<std::io::Error>,
     },
+}
+
+/// Why permissions were refused, for [`StoreError::InsecurePermissions`].
+fn insecure_why(mode: u32, owner: Option<u32>) -> String {
+    let access = if mode & 0o077 != 0 {
+        format!("is accessible by group or others (mode {mode:04o})")
+    } else {
+        format!("has mode {mode:04o}")
+    };
+    match owner {
+        Some(uid) => format!("{access} and is owned by another user (uid {uid})"),
+        None => access,
+    }
 }
 
 impl StoreError {
@@ -288,6 +323,7 @@ impl Error {
         match self {
             Error::RefreshFailed { class, .. } => *class == FailureClass::Misconfiguration,
             Error::Provider { failure, .. } => failure.class == FailureClass::Misconfiguration,
+            Error::Store(e) => e.is_misconfiguration(),
             _ => false,
         }
     }
@@ -325,11 +361,18 @@ impl StoreError {
         )
     }
 
+    /// Whether the store's setup must change before it can be used (its
+    /// permissions).
+    pub fn is_misconfiguration(&self) -> bool {
+        matches!(self, StoreError::InsecurePermissions { .. })
+    }
+
     /// The class name a program may show or log.
     pub fn class_name(&self) -> &'static str {
         match self {
             StoreError::LockTimeout { .. } => "lock_timeout",
             StoreError::Conflict(_) => "conflict",
+            StoreError::InsecurePermissions { .. } => "insecure_permissions",
             _ => "store",
         }
     }

@@ -1,4 +1,6 @@
-//! Cross-process locks and atomic file replacement.
+//! Cross-process locks, atomic file replacement, and the permissions of private
+//! files: created 0600 in 0700 directories, and refused when other users may
+//! read or change them ([`check_private`]).
 //!
 //! A session's lock is an advisory `flock`-style lock on a lock file that is never
 //! deleted, so the OS releases it when its holder dies, however it dies; nothing is
@@ -199,6 +201,61 @@ pub fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Refuses a file or directory of a session store that other users may read or
+/// change: one that grants group or others any access, or that another user
+/// owns (as ssh refuses such a private key). `meta` is its metadata, links
+/// followed. The error names the shell command that fixes it. Only Unix has
+/// these permission bits; elsewhere nothing is refused.
+pub(crate) fn check_private(path: &Path, meta: &std::fs::Metadata) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        // Asked once per process: the warm path checks two paths.
+        static EUID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+        let mode = meta.mode() & 0o7777;
+        let me = *EUID.get_or_init(|| rustix::process::geteuid().as_raw());
+        let owner = (meta.uid() != me).then_some(meta.uid());
+        if mode & 0o077 == 0 && owner.is_none() {
+            return Ok(());
+        }
+        let is_dir = meta.is_dir();
+        let shown = shell_quoted(path);
+        let mut fix = Vec::new();
+        if owner.is_some() {
+            fix.push(format!("chown {me} {shown}"));
+        }
+        if mode & 0o077 != 0 {
+            let private = if is_dir { "700" } else { "600" };
+            fix.push(format!("chmod {private} {shown}"));
+        }
+        Err(StoreError::InsecurePermissions {
+            path: path.to_owned(),
+            is_dir,
+            mode,
+            owner,
+            fix: fix.join(" && "),
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        let _unused = (path, meta);
+        Ok(())
+    }
+}
+
+/// `path` as a shell word: as it is when it holds only characters no shell
+/// treats specially, else in single quotes.
+#[cfg(unix)]
+fn shell_quoted(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+,:@%".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        text.into_owned()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
 fn set_private_mode(options: &mut OpenOptions) {
     #[cfg(unix)]
     {
@@ -241,6 +298,93 @@ mod tests {
         // The waiter's shared lock is gone too: the lock can be taken again.
         let again = FileLock::try_acquire(&path).unwrap();
         assert!(again.is_some());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn files_and_directories_others_may_use_are_refused_with_the_fix() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let sessions = dir.path().join("my sessions");
+        create_private_dir(&sessions).unwrap();
+        let file = sessions.join("a.json");
+        std::fs::write(&file, b"{}").unwrap();
+        let set = |path: &Path, mode: u32| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        let check = |path: &Path| check_private(path, &std::fs::metadata(path).unwrap());
+        set(&file, 0o600);
+        check(&file).unwrap();
+        check(&sessions).unwrap();
+        for mode in [0o644, 0o640, 0o604, 0o620, 0o602, 0o660] {
+            set(&file, mode);
+            let error = check(&file).unwrap_err();
+            let StoreError::InsecurePermissions {
+                mode: found,
+                is_dir,
+                owner,
+                ref fix,
+                ..
+            } = error
+            else {
+                panic!("{error:?}");
+            };
+            assert_eq!((found, is_dir, owner), (mode, false, None));
+            let quoted = format!("'{}'", file.display());
+            assert_eq!(fix, &format!("chmod 600 {quoted}"));
+            let message = error.to_string();
+            assert!(
+                message.starts_with(&format!("session file {} ", file.display()))
+                    && message.contains(&format!("(mode {mode:04o})"))
+                    && message.ends_with(&format!("fix it with `chmod 600 {quoted}`")),
+                "{message}"
+            );
+            assert!(error.is_misconfiguration() && !error.is_transient());
+        }
+        set(&sessions, 0o755);
+        let error = check(&sessions).unwrap_err();
+        assert!(
+            error.to_string().starts_with("session directory ")
+                && error.to_string().contains("(mode 0755)")
+                && error.to_string().contains("chmod 700 "),
+            "{error}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_file_another_user_owns_is_refused_even_when_private() {
+        use std::os::unix::fs::MetadataExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.json");
+        open_private(&file, false).unwrap();
+        let me = std::fs::metadata(&file).unwrap().uid();
+        // Giving a file away takes privileges; without them (a developer's
+        // machine) this part cannot be set up, and the test has nothing to show.
+        if std::os::unix::fs::chown(&file, Some(me + 4242), None).is_err() {
+            return;
+        }
+        let error = check_private(&file, &std::fs::metadata(&file).unwrap()).unwrap_err();
+        let StoreError::InsecurePermissions { owner, ref fix, .. } = error else {
+            panic!("{error:?}");
+        };
+        assert_eq!(owner, Some(me + 4242));
+        assert_eq!(fix, &format!("chown {me} {}", file.display()));
+        assert!(
+            error
+                .to_string()
+                .contains(&format!("is owned by another user (uid {})", me + 4242)),
+            "{error}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn paths_in_a_fix_are_quoted_for_the_shell() {
+        assert_eq!(shell_quoted(Path::new("/a/b-c_d.json")), "/a/b-c_d.json");
+        assert_eq!(shell_quoted(Path::new("/a b/c")), "'/a b/c'");
+        assert_eq!(shell_quoted(Path::new("/it's")), "'/it'\\''s'");
+        assert_eq!(shell_quoted(Path::new("$(x)")), "'$(x)'");
     }
 
     #[cfg(unix)]

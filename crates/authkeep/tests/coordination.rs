@@ -295,10 +295,12 @@ impl Store for Hooked {
 }
 
 /// Replaces a file the way a foreign writer that ignores the lock would, though
-/// atomically.
+/// atomically, and private to its owner as the store requires.
 fn replace_file(path: &Path, bytes: &[u8]) {
+    use std::os::unix::fs::PermissionsExt as _;
     let temp = path.with_extension("foreign");
     std::fs::write(&temp, bytes).unwrap();
+    std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o600)).unwrap();
     std::fs::rename(&temp, path).unwrap();
 }
 

@@ -220,22 +220,37 @@ impl Home {
     }
 
     pub fn write_record(&self, profile: &str, record: &Value) {
-        std::fs::create_dir_all(self.path().join("sessions")).unwrap();
-        std::fs::write(
-            self.record_path(profile),
-            serde_json::to_vec_pretty(record).unwrap(),
-        )
-        .unwrap();
+        self.write_session_file(
+            &self.record_path(profile),
+            &serde_json::to_vec_pretty(record).unwrap(),
+        );
+    }
+
+    /// The sessions directory, created private (0700) as authkeep creates it:
+    /// authkeep refuses one that other users may read.
+    pub fn sessions_dir(&self) -> PathBuf {
+        let dir = self.path().join("sessions");
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(&dir).unwrap();
+        dir
+    }
+
+    /// Writes a file of the sessions directory, private (0600) as authkeep
+    /// writes it: authkeep refuses one that other users may read.
+    pub fn write_session_file(&self, path: &Path, bytes: &[u8]) {
+        use std::os::unix::fs::PermissionsExt as _;
+        self.sessions_dir();
+        std::fs::write(path, bytes).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
 
     /// Replaces the record the way a writer that ignores the lock would, but
     /// atomically (a temporary file renamed over it), so readers never see half.
     pub fn replace_record(&self, profile: &str, record: &Value) {
-        let temp = self
-            .path()
-            .join("sessions")
-            .join(format!("foreign-{profile}.new"));
-        std::fs::write(&temp, serde_json::to_vec_pretty(record).unwrap()).unwrap();
+        let temp = self.sessions_dir().join(format!("foreign-{profile}.new"));
+        self.write_session_file(&temp, &serde_json::to_vec_pretty(record).unwrap());
         std::fs::rename(&temp, self.record_path(profile)).unwrap();
     }
 
@@ -351,7 +366,7 @@ impl Home {
     /// Takes the session's cross-process lock, as another `authkeep` refreshing
     /// it would, until the returned file is dropped.
     pub fn hold_lock(&self, profile: &str) -> std::fs::File {
-        std::fs::create_dir_all(self.path().join("sessions")).unwrap();
+        self.sessions_dir();
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)

@@ -1,12 +1,14 @@
 //! End-to-end tests of the `authkeep` binary, run as real processes against the
 //! development identity provider. One test binary (see `harness`).
 
+mod audit;
 mod conformance;
 mod engine;
 mod faults;
 mod harness;
 mod login;
 mod oidc;
+mod permissions;
 mod profiles;
 mod providers;
 mod race;

@@ -154,9 +154,8 @@ fn import_without_refresh_token_says_it_cannot_renew_itself() {
 #[test]
 fn corrupt_and_newer_records_are_errors_and_left_untouched() {
     let home = Home::new();
-    std::fs::create_dir_all(home.path().join("sessions")).unwrap();
     let corrupt = br#"{"access_token": "tok-secret", "refresh"#;
-    std::fs::write(home.record_path("bad"), corrupt).unwrap();
+    home.write_session_file(&home.record_path("bad"), corrupt);
     let run = home.run(&["token", "--profile", "bad"]);
     assert_eq!(run.code(), 1);
     assert!(

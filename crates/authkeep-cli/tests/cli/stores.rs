@@ -187,17 +187,29 @@ fn migrate_moves_every_session_and_back_and_rekey_reseals_them() {
     );
 }
 
-/// Runs `args` 50 times, each killed (SIGKILL) after a random delay of up to
-/// `within`, and checks after each that every profile still loads.
-fn killed_at_random(home: &Home, args: &[&str], key_files: &[&str], within: Duration) {
+/// Runs the command `round` gives, 50 times, each killed (SIGKILL) after a
+/// delay spread over `within`, and checks after each that every profile still
+/// loads with one of `key_files`. Returns how many rounds were cut short.
+fn killed_at_random(
+    home: &Home,
+    command: impl Fn(u64) -> Vec<String>,
+    key_files: &[&str],
+    within: Duration,
+) -> usize {
     let mut interrupted = 0;
     for round in 0..50 {
-        let mut child = home.command(args).spawn().unwrap();
-        let delay = Duration::from_micros(fastrand_u64(round) % within.as_micros() as u64);
-        std::thread::sleep(delay);
+        let args = command(round);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut child = home
+            .command(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let micros = u64::try_from(within.as_micros()).unwrap();
+        std::thread::sleep(Duration::from_micros(spread(round) % micros));
         signal(child.id(), "KILL");
-        let status = child.wait().unwrap();
-        if !status.success() {
+        if !child.wait().unwrap().success() {
             interrupted += 1;
         }
         for profile in ["a", "b", "c"] {
@@ -208,18 +220,17 @@ fn killed_at_random(home: &Home, args: &[&str], key_files: &[&str], within: Dura
                     .status
                     .success()
             });
-            assert!(loads, "round {round}: profile {profile} no longer loads");
+            assert!(
+                loads,
+                "round {round} ({args:?}): profile {profile} no longer loads"
+            );
         }
     }
-    eprintln!("{args:?}: 50 rounds, {interrupted} killed before they finished");
-    assert!(
-        interrupted > 0,
-        "no round was interrupted: the kill always came too late"
-    );
+    interrupted
 }
 
-/// A small deterministic spread of delays.
-fn fastrand_u64(round: u64) -> u64 {
+/// A deterministic spread of delays over the rounds.
+fn spread(round: u64) -> u64 {
     round.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17)
 }
 
@@ -232,19 +243,23 @@ fn migrate_and_rekey_killed_at_random_instants_lose_no_session() {
     for profile in ["a", "b", "c"] {
         import(&home, &idp, profile, &[]);
     }
-    let within = Duration::from_millis(40);
-    killed_at_random(
-        &home,
-        &[
-            "store",
-            "migrate",
-            "--to",
-            "encrypted-file",
-            "--key-file",
-            &key,
-        ],
-        &[&key],
-        within,
+    let within = Duration::from_millis(30);
+    // Back and forth, so that every round has sessions to move.
+    let migrate = |round: u64| {
+        let to = if round % 2 == 0 {
+            "encrypted-file"
+        } else {
+            "file"
+        };
+        ["store", "migrate", "--to", to, "--key-file", &key]
+            .map(str::to_owned)
+            .to_vec()
+    };
+    let cut = killed_at_random(&home, migrate, &[&key], within);
+    eprintln!("store migrate: 50 rounds killed at random instants, {cut} before they finished");
+    assert!(
+        cut > 0,
+        "no migration was cut short: the kill always came too late"
     );
     home.run(&[
         "store",
@@ -255,18 +270,20 @@ fn migrate_and_rekey_killed_at_random_instants_lose_no_session() {
         &key,
     ])
     .ok();
-    // Rekey back and forth between two keys: either opens what was written.
-    killed_at_random(
-        &home,
-        &[
-            "store",
-            "rekey",
-            "--key-file",
-            &key,
-            "--new-key-file",
-            &other,
-        ],
-        &[&key, &other],
-        within,
+    let rekey = |round: u64| {
+        let (from, to) = if round % 2 == 0 {
+            (&key, &other)
+        } else {
+            (&other, &key)
+        };
+        ["store", "rekey", "--key-file", from, "--new-key-file", to]
+            .map(str::to_owned)
+            .to_vec()
+    };
+    let cut = killed_at_random(&home, rekey, &[&key, &other], within);
+    eprintln!("store rekey: 50 rounds killed at random instants, {cut} before they finished");
+    assert!(
+        cut > 0,
+        "no rekey was cut short: the kill always came too late"
     );
 }

@@ -15,6 +15,13 @@
 //!   behind by a crash is removed by the next holder of the lock;
 //! - `issuers/<hash>.json`: what is known of an issuer (its clock skew).
 //!
+//! On Unix the directory, a record and a journal that other users may read or
+//! change (group or others have access, or another user owns them) are refused
+//! with [`StoreError::InsecurePermissions`] before anything is read from them,
+//! unless [`FileStore::with_insecure_permissions`] allows them. On the warm path
+//! this costs one `stat` of the directory: the record's mode comes from the
+//! file already open.
+//!
 //! Reading is lenient, so that records written by older versions or other tools
 //! keep working: no or an unparseable expiry is "unknown", an empty or placeholder
 //! refresh token is "none", `expiry` is read as `expires_at`, and the next write
@@ -34,7 +41,9 @@ use zeroize::Zeroizing;
 
 use super::{Guard, Store};
 use crate::error::StoreError;
-use crate::lock::{FileLock, create_private_dir, open_private, sync_dir, write_atomically};
+use crate::lock::{
+    FileLock, check_private, create_private_dir, open_private, sync_dir, write_atomically,
+};
 use crate::policy::{Decision, Demand, Policy};
 use crate::secret::{AccessToken, ClientSecret, IdToken, RefreshToken};
 use crate::session::{Client, ClientAuth, Health, Record, Renewal, SessionKey, Versioned};
@@ -52,6 +61,8 @@ pub struct FileStore {
     dir: PathBuf,
     /// Where the secret fields go instead of the record file; `None`: in it.
     sealer: Option<Arc<dyn Sealer>>,
+    /// Whether files and a directory that other users may use are accepted.
+    insecure_permissions: bool,
 }
 
 /// The fields of a record that are secrets. A store with a [`Sealer`] writes
@@ -116,7 +127,18 @@ impl FileStore {
         Self {
             dir: dir.into(),
             sealer: None,
+            insecure_permissions: false,
         }
+    }
+
+    /// The same store, accepting (`true`) or refusing (`false`, the default) a
+    /// directory or file that other users may read or change. Refused, such a
+    /// store is an error ([`StoreError::InsecurePermissions`]) that names the
+    /// `chmod` (or `chown`) that fixes it. Accepted, its permissions are left
+    /// as they are. Only Unix is checked.
+    pub fn with_insecure_permissions(mut self, allowed: bool) -> Self {
+        self.insecure_permissions = allowed;
+        self
     }
 
     /// The same store with the secret fields of every record it writes sealed
@@ -204,8 +226,9 @@ impl FileStore {
     /// Reads a session synchronously: the warm path of a one-shot command needs no
     /// async runtime.
     pub fn load_blocking(&self, key: &SessionKey) -> Result<Option<Versioned>, StoreError> {
+        self.check_dir()?;
         let path = self.path(key);
-        let Some(bytes) = read_if_exists(&path)? else {
+        let Some(bytes) = self.read_private(&path)? else {
             return Ok(None);
         };
         decode(&bytes, self.opener(key))
@@ -300,7 +323,7 @@ impl FileStore {
     /// holders write journals, so while we hold the lock none is being written.
     fn recover_journal(&self, key: &SessionKey) -> Result<(), StoreError> {
         let journal = self.journal_path(key);
-        let Some(bytes) = read_if_exists(&journal)? else {
+        let Some(bytes) = self.read_private(&journal)? else {
             return Ok(());
         };
         if let Some((base, record)) = parse_journal(&bytes) {
@@ -320,6 +343,65 @@ impl FileStore {
             }
         }
         remove_if_exists(&journal)
+    }
+
+    /// Refuses the directory if other users may use it (see
+    /// [`Self::with_insecure_permissions`]); returns whether it exists.
+    fn check_dir(&self) -> Result<bool, StoreError> {
+        if self.insecure_permissions {
+            return Ok(self.dir.is_dir());
+        }
+        match std::fs::metadata(&self.dir) {
+            Ok(meta) => check_private(&self.dir, &meta).map(|()| true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(StoreError::io("reading", self.dir.clone())(e)),
+        }
+    }
+
+    /// Makes sure the directory exists before a session is locked or written:
+    /// created private (0700), or, if ours, made private as on creation. One
+    /// another user owns is refused. Allowed insecure, an existing directory is
+    /// left as it is. Reading never changes a mode: it refuses (see
+    /// [`Self::check_dir`]).
+    fn ensure_dir(&self) -> Result<(), StoreError> {
+        if self.insecure_permissions && self.dir.is_dir() {
+            return Ok(());
+        }
+        match self.check_dir() {
+            Ok(_) | Err(StoreError::InsecurePermissions { owner: None, .. }) => {
+                create_private_dir(&self.dir)
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Reads a record or journal, refusing it before reading if other users
+    /// may use it; `None` when it does not exist. Its permissions come from the
+    /// open file (links followed): one `fstat`, as a plain `std::fs::read` makes.
+    fn read_private(&self, path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
+        use std::io::Read as _;
+        let mut file = match std::fs::File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StoreError::io("reading", path)(e)),
+        };
+        let meta = file.metadata().map_err(StoreError::io("reading", path))?;
+        if !self.insecure_permissions {
+            check_private(path, &meta)?;
+        }
+        // Read in chunks rather than with `read_to_end`, which would stat the
+        // file again for its size. The length is a hint: a file that grows or
+        // shrinks meanwhile is read whole.
+        let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            match file.read(&mut chunk) {
+                Ok(0) => return Ok(Some(bytes)),
+                Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(StoreError::io("reading", path)(e)),
+            }
+        }
     }
 
     /// Moves a record that cannot be read aside (`<name>.json.corrupt-<time>`) so
@@ -476,7 +558,7 @@ impl Store for FileStore {
     }
 
     async fn try_lock(&self, key: &SessionKey) -> Result<Option<FileGuard>, StoreError> {
-        create_private_dir(&self.dir)?;
+        self.ensure_dir()?;
         let Some(lock) = FileLock::try_acquire(&self.lock_path(key))? else {
             return Ok(None);
         };
@@ -489,7 +571,7 @@ impl Store for FileStore {
     }
 
     async fn wait_for_release(&self, key: &SessionKey, wait: Duration) -> Result<bool, StoreError> {
-        create_private_dir(&self.dir)?;
+        self.ensure_dir()?;
         FileLock::wait_for_release(&self.lock_path(key), wait).await
     }
 
@@ -843,6 +925,12 @@ fn enum_field<T: serde::de::DeserializeOwned>(map: &Map<String, Value>, name: &s
 mod tests {
     use super::*;
 
+    /// Writes a file as the store would: private to its owner.
+    fn write_private(path: impl AsRef<Path>, bytes: impl AsRef<[u8]>) {
+        let mut file = open_private(path.as_ref(), true).unwrap();
+        file.write_all(bytes.as_ref()).unwrap();
+    }
+
     fn decode_str(s: &str) -> Result<Versioned, Problem> {
         decode(s.as_bytes(), None)
     }
@@ -982,6 +1070,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_record_longer_than_one_read_is_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path().join("s"));
+        let key = SessionKey::new("s").unwrap();
+        let mut record = sample("one");
+        if let Some(tokens) = record.tokens.as_mut() {
+            tokens.scope = Some("scope ".repeat(10_000));
+        }
+        let guard = store.try_lock(&key).await.unwrap().unwrap();
+        store.write(&guard, None, &record).await.unwrap();
+        assert!(std::fs::metadata(store.path(&key)).unwrap().len() > 3 * 16 * 1024);
+        assert_eq!(store.load_blocking(&key).unwrap().unwrap().record, record);
+    }
+
+    #[tokio::test]
     async fn a_write_leaves_no_journal_behind() {
         let (_dir, store, key) = store_with_one().await;
         assert!(!store.journal_path(&key).exists());
@@ -993,7 +1096,7 @@ mod tests {
         let (_dir, store, key) = store_with_one().await;
         // Killed after journaling generation 2, before the record was replaced.
         let next = encode(&sample("two"), 2, None).unwrap();
-        std::fs::write(store.journal_path(&key), journal_bytes(Some(1), &next)).unwrap();
+        write_private(store.journal_path(&key), journal_bytes(Some(1), &next));
         assert_eq!(
             access(&store, &key),
             (1, "one".into()),
@@ -1010,7 +1113,7 @@ mod tests {
         let store = FileStore::new(dir.path());
         let key = SessionKey::new("s").unwrap();
         let first = encode(&sample("one"), 1, None).unwrap();
-        std::fs::write(store.journal_path(&key), journal_bytes(None, &first)).unwrap();
+        write_private(store.journal_path(&key), journal_bytes(None, &first));
         let _guard = store.try_lock(&key).await.unwrap().unwrap();
         assert_eq!(access(&store, &key), (1, "one".into()));
     }
@@ -1033,7 +1136,7 @@ mod tests {
             b"garbage".to_vec(),
             Vec::new(),
         ] {
-            std::fs::write(store.journal_path(&key), &journal).unwrap();
+            write_private(store.journal_path(&key), &journal);
             let guard = store.try_lock(&key).await.unwrap().unwrap();
             assert_eq!(access(&store, &key), (1, "one".into()));
             assert!(!store.journal_path(&key).exists());
@@ -1045,8 +1148,8 @@ mod tests {
     async fn a_journal_beside_an_unreadable_record_is_left_alone() {
         let (_dir, store, key) = store_with_one().await;
         let journal = journal_bytes(Some(1), &encode(&sample("two"), 2, None).unwrap());
-        std::fs::write(store.journal_path(&key), &journal).unwrap();
-        std::fs::write(store.path(&key), b"{not json").unwrap();
+        write_private(store.journal_path(&key), &journal);
+        write_private(store.path(&key), b"{not json");
         let _guard = store.try_lock(&key).await.unwrap().unwrap();
         assert_eq!(std::fs::read(store.path(&key)).unwrap(), b"{not json");
         assert_eq!(std::fs::read(store.journal_path(&key)).unwrap(), journal);
@@ -1201,5 +1304,166 @@ mod sealing_tests {
         let error = sealed.load(&alice).await.unwrap_err();
         assert!(error.to_string().contains("another session"), "{error}");
         assert_eq!(std::fs::read(sealed.path(&alice)).unwrap(), before);
+    }
+}
+
+#[cfg(all(test, unix))]
+mod permission_tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    fn set_mode(path: &Path, mode: u32) {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    fn record() -> Record {
+        Record {
+            client: Some(Client::new("https://idp.example", "cli")),
+            ..Record::default()
+        }
+    }
+
+    /// A store in a directory it creates, holding one record at generation 1.
+    async fn store_with_one() -> (tempfile::TempDir, FileStore, SessionKey) {
+        let home = tempfile::tempdir().unwrap();
+        let store = FileStore::new(home.path().join("state").join("sessions"));
+        let key = SessionKey::new("s").unwrap();
+        let guard = store.try_lock(&key).await.unwrap().unwrap();
+        store.write(&guard, None, &record()).await.unwrap();
+        (home, store, key)
+    }
+
+    fn refused(error: StoreError, path: &Path, found: u32) {
+        match error {
+            StoreError::InsecurePermissions {
+                path: ref at, mode, ..
+            } => assert_eq!((at.as_path(), mode), (path, found), "{error}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn new_directories_are_0700_and_files_0600() {
+        let (home, store, key) = store_with_one().await;
+        assert_eq!(mode(&home.path().join("state")), 0o700);
+        assert_eq!(mode(store.dir()), 0o700);
+        for name in ["s.json", "s.lock"] {
+            assert_eq!(mode(&store.dir().join(name)), 0o600, "{name}");
+        }
+        let guard = store.try_lock(&key).await.unwrap().unwrap();
+        store.remove(&guard, 1).await.unwrap();
+        assert_eq!(mode(&store.dir().join("s.tombstone")), 0o600);
+        store
+            .set_issuer_skew("https://idp.example", Some(90))
+            .await
+            .unwrap();
+        let issuers = store.dir().join("issuers");
+        assert_eq!(mode(&issuers), 0o700);
+        for entry in std::fs::read_dir(&issuers).unwrap() {
+            assert_eq!(mode(&entry.unwrap().path()), 0o600);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_record_or_directory_others_may_read_is_refused_and_left_as_it_is() {
+        let (_home, store, key) = store_with_one().await;
+        let path = store.path(&key);
+        set_mode(&path, 0o644);
+        refused(store.load_blocking(&key).unwrap_err(), &path, 0o644);
+        let policy = Policy::default();
+        let warm = store.warm(&key, &policy, Demand::new(), Timestamp::UNIX_EPOCH);
+        refused(warm.unwrap_err(), &path, 0o644);
+        assert_eq!(mode(&path), 0o644, "nothing was changed");
+
+        set_mode(&path, 0o600);
+        set_mode(store.dir(), 0o755);
+        refused(store.load_blocking(&key).unwrap_err(), store.dir(), 0o755);
+        assert_eq!(mode(store.dir()), 0o755, "reading changes nothing");
+
+        // Locking, to write, makes our own directory private as on creation.
+        drop(store.try_lock(&key).await.unwrap().unwrap());
+        assert_eq!(mode(store.dir()), 0o700);
+        assert!(store.load_blocking(&key).unwrap().is_some());
+        set_mode(store.dir(), 0o750);
+        assert!(store.wait_for_release(&key, Duration::ZERO).await.unwrap());
+        assert_eq!(mode(store.dir()), 0o700);
+    }
+
+    #[tokio::test]
+    async fn insecure_permissions_serve_and_keep_the_modes() {
+        let (_home, store, key) = store_with_one().await;
+        let path = store.path(&key);
+        set_mode(&path, 0o644);
+        set_mode(store.dir(), 0o755);
+        let allowed = store.clone().with_insecure_permissions(true);
+        assert!(allowed.load_blocking(&key).unwrap().is_some());
+        let guard = allowed.try_lock(&key).await.unwrap().unwrap();
+        allowed.write(&guard, Some(1), &record()).await.unwrap();
+        assert_eq!(mode(store.dir()), 0o755, "the directory is left as it is");
+        assert_eq!(mode(&path), 0o600, "a record is always written private");
+        drop(guard);
+        // The same store, checking again, still refuses the directory.
+        refused(store.load_blocking(&key).unwrap_err(), store.dir(), 0o755);
+    }
+
+    #[tokio::test]
+    async fn a_journal_others_may_read_is_refused_before_it_is_applied() {
+        let (_home, store, key) = store_with_one().await;
+        let journal = store.journal_path(&key);
+        let next = journal_bytes(Some(1), &encode(&record(), 2, None).unwrap());
+        std::fs::write(&journal, &next).unwrap();
+        set_mode(&journal, 0o640);
+        refused(store.try_lock(&key).await.unwrap_err(), &journal, 0o640);
+        assert_eq!(store.load_blocking(&key).unwrap().unwrap().generation, 1);
+        assert_eq!(std::fs::read(&journal).unwrap(), next, "left for the user");
+        set_mode(&journal, 0o600);
+        let _guard = store.try_lock(&key).await.unwrap().unwrap();
+        assert_eq!(store.load_blocking(&key).unwrap().unwrap().generation, 2);
+    }
+
+    #[tokio::test]
+    async fn a_linked_record_is_judged_by_its_target() {
+        let (home, store, key) = store_with_one().await;
+        let target = home.path().join("elsewhere.json");
+        std::fs::rename(store.path(&key), &target).unwrap();
+        std::os::unix::fs::symlink(&target, store.path(&key)).unwrap();
+        assert!(store.load_blocking(&key).unwrap().is_some(), "0600 target");
+        set_mode(&target, 0o644);
+        refused(
+            store.load_blocking(&key).unwrap_err(),
+            &store.path(&key),
+            0o644,
+        );
+    }
+
+    #[tokio::test]
+    async fn a_record_another_user_owns_is_refused() {
+        use std::os::unix::fs::MetadataExt as _;
+        let (_home, store, key) = store_with_one().await;
+        let path = store.path(&key);
+        let me = std::fs::metadata(&path).unwrap().uid();
+        // Giving a file away takes privileges (CI runs as root); without them
+        // this case cannot be set up.
+        if std::os::unix::fs::chown(&path, Some(me + 4242), None).is_err() {
+            return;
+        }
+        let error = store.load_blocking(&key).unwrap_err();
+        assert!(
+            matches!(error, StoreError::InsecurePermissions { owner: Some(uid), .. } if uid == me + 4242),
+            "{error:?}"
+        );
+        assert!(
+            store
+                .clone()
+                .with_insecure_permissions(true)
+                .load_blocking(&key)
+                .unwrap()
+                .is_some()
+        );
     }
 }
