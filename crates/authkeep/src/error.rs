@@ -66,6 +66,15 @@ pub enum StoreError {
         /// Why, without any secret.
         detail: String,
     },
+    /// The record's secrets could not be sealed (encrypted, or put in a
+    /// keyring) for writing: nothing was written.
+    #[error("cannot seal the secrets of session file {}: {detail}; nothing was written", path.display())]
+    NotSealed {
+        /// The file.
+        path: PathBuf,
+        /// Why, without any secret.
+        detail: String,
+    },
     /// The record was written by a newer authkeep.
     #[error("session file {} has format version {version}, newer than this authkeep understands (1); upgrade authkeep; the file was left untouched", path.display())]
     NewerFormat {

@@ -246,7 +246,7 @@ fn migrate_and_rekey_killed_at_random_instants_lose_no_session() {
     let within = Duration::from_millis(30);
     // Back and forth, so that every round has sessions to move.
     let migrate = |round: u64| {
-        let to = if round % 2 == 0 {
+        let to = if round.is_multiple_of(2) {
             "encrypted-file"
         } else {
             "file"
@@ -271,7 +271,7 @@ fn migrate_and_rekey_killed_at_random_instants_lose_no_session() {
     ])
     .ok();
     let rekey = |round: u64| {
-        let (from, to) = if round % 2 == 0 {
+        let (from, to) = if round.is_multiple_of(2) {
             (&key, &other)
         } else {
             (&other, &key)

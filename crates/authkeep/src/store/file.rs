@@ -231,9 +231,26 @@ impl FileStore {
         let Some(bytes) = self.read_private(&path)? else {
             return Ok(None);
         };
-        decode(&bytes, self.opener(key))
-            .map(Some)
-            .map_err(|problem| problem.at(path))
+        match decode(&bytes, self.opener(key)) {
+            Ok(versioned) => Ok(Some(versioned)),
+            // A reader without the lock may have read a record just replaced,
+            // whose sealed secrets (a keyring entry) the writer then discarded:
+            // the record read again names the new ones.
+            Err(Problem::Sealed(_)) if self.sealer.is_some() => {
+                let Some(again) = self.read_private(&path)? else {
+                    return Ok(None);
+                };
+                if again == bytes {
+                    return decode(&bytes, self.opener(key))
+                        .map(Some)
+                        .map_err(|problem| problem.at(path));
+                }
+                decode(&again, self.opener(key))
+                    .map(Some)
+                    .map_err(|problem| problem.at(path))
+            }
+            Err(problem) => Err(problem.at(path)),
+        }
     }
 
     /// Reads a session synchronously, with the instants its provider's clock gave
@@ -594,19 +611,34 @@ impl Store for FileStore {
             None => None,
         };
         let bytes =
-            encode(record, generation, self.opener(key)).map_err(|e| StoreError::Sealed {
+            encode(record, generation, self.opener(key)).map_err(|e| StoreError::NotSealed {
                 path: self.path(key),
                 detail: e.0,
             })?;
-        self.replace(key, expected, &bytes).map_err(|e| match e {
-            // Whatever step failed, the user's concern is the record.
-            StoreError::Io { source, .. } => StoreError::Io {
-                action: "saving",
-                path: self.path(key),
-                source,
-            },
-            other => other,
-        })?;
+        match self.replace(key, expected, &bytes) {
+            Ok(()) => {}
+            // The record changed meanwhile and the journal was dropped: the
+            // secrets just sealed belong to no record.
+            Err(conflict @ StoreError::Conflict(_)) => {
+                self.discard(
+                    key,
+                    self::header(&bytes)
+                        .ok()
+                        .and_then(|mut m| m.remove("sealed")),
+                );
+                return Err(conflict);
+            }
+            // Whatever step failed, the user's concern is the record. The
+            // journal may still name the new secrets: they are kept.
+            Err(StoreError::Io { source, .. }) => {
+                return Err(StoreError::Io {
+                    action: "saving",
+                    path: self.path(key),
+                    source,
+                });
+            }
+            Err(other) => return Err(other),
+        }
         self.discard(key, previous);
         Ok(generation)
     }
@@ -1269,8 +1301,13 @@ mod sealing_tests {
         let second = record("access-token-two", "refresh-token-two");
         let g2 = store.write(&guard, Some(g1), &second).await.unwrap();
         assert_eq!(sealer.discarded.lock().unwrap().len(), 1);
-        store.remove(&guard, g2).await.unwrap();
+        // A write that loses a race to another writer discards what it sealed.
+        let error = store.write(&guard, Some(g1), &first).await.unwrap_err();
+        assert!(matches!(error, StoreError::Conflict(_)), "{error:?}");
         assert_eq!(sealer.discarded.lock().unwrap().len(), 2);
+        assert_eq!(store.load(&key).await.unwrap().unwrap().record, second);
+        store.remove(&guard, g2).await.unwrap();
+        assert_eq!(sealer.discarded.lock().unwrap().len(), 3);
     }
 
     #[tokio::test]
@@ -1465,5 +1502,95 @@ mod permission_tests {
                 .unwrap()
                 .is_some()
         );
+    }
+}
+
+#[cfg(test)]
+mod reread_tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Opens only what it sealed last; the first failed open replaces the
+    /// record file with a newer one, as a writer racing the reader would.
+    #[derive(Debug, Default)]
+    struct Rotating {
+        last: Mutex<Option<Value>>,
+        newer_file: Mutex<Option<(PathBuf, Vec<u8>)>>,
+    }
+
+    impl Sealer for Rotating {
+        fn seal(&self, _: &SessionKey, secrets: &[u8]) -> Result<Value, SealError> {
+            let sealed = serde_json::json!({ "kind": "test", "data": hex(secrets) });
+            *self.last.lock().unwrap() = Some(sealed.clone());
+            Ok(sealed)
+        }
+
+        fn open(&self, _: &SessionKey, sealed: &Value) -> Result<Zeroizing<Vec<u8>>, SealError> {
+            if self.last.lock().unwrap().as_ref() != Some(sealed) {
+                if let Some((path, bytes)) = self.newer_file.lock().unwrap().take() {
+                    std::fs::write(path, bytes).unwrap();
+                }
+                return Err(SealError("the entry is gone".into()));
+            }
+            let data = sealed["data"].as_str().unwrap_or_default();
+            Ok(Zeroizing::new(
+                (0..data.len())
+                    .step_by(2)
+                    .filter_map(|i| u8::from_str_radix(data.get(i..i + 2)?, 16).ok())
+                    .collect(),
+            ))
+        }
+
+        fn describe(&self) -> String {
+            "rotating".into()
+        }
+    }
+
+    fn record(access: &str) -> Record {
+        Record {
+            tokens: Some(TokenSet {
+                access_token: AccessToken::new(access),
+                token_type: "Bearer".into(),
+                refresh_token: Some(RefreshToken::new("r")),
+                scope: None,
+                id_token: None,
+                expires_at: None,
+                issued_at: None,
+                refresh_expires_at: None,
+                expiry_source: ExpirySource::Unknown,
+                obtained_at: Timestamp::UNIX_EPOCH,
+                origin: Origin::Login,
+            }),
+            ..Record::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reader_that_finds_its_sealed_secrets_gone_reads_the_newer_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let sealer = Arc::new(Rotating::default());
+        let store = FileStore::new(dir.path())
+            .with_sealer(sealer.clone())
+            .with_insecure_permissions(true);
+        let key = SessionKey::new("alice").unwrap();
+        let guard = store.try_lock(&key).await.unwrap().unwrap();
+        let first = store.write(&guard, None, &record("one")).await.unwrap();
+        let old_bytes = std::fs::read(store.path(&key)).unwrap();
+        store
+            .write(&guard, Some(first), &record("two"))
+            .await
+            .unwrap();
+        let new_bytes = std::fs::read(store.path(&key)).unwrap();
+        // The reader sees the old file, whose secrets are gone; the writer's
+        // newer file lands before it reads again.
+        std::fs::write(store.path(&key), &old_bytes).unwrap();
+        *sealer.newer_file.lock().unwrap() = Some((store.path(&key), new_bytes));
+        let loaded = store.load(&key).await.unwrap().unwrap();
+        assert_eq!(loaded.record, record("two"));
+        // The same failure with no newer file is the error it is.
+        std::fs::write(store.path(&key), &old_bytes).unwrap();
+        let error = store.load(&key).await.unwrap_err();
+        assert!(error.to_string().contains("the entry is gone"), "{error}");
     }
 }

@@ -839,8 +839,8 @@ mod tests {
             "{text}"
         );
 
-        // A refused write leaves the record and the entry it names readable;
-        // the refused write's own entry is the orphan a crash could leave.
+        // A refused write leaves the record and the entry it names readable,
+        // and discards the entry it made.
         let stale = files.write(&guard, Some(1), &record("late", "late")).await;
         assert!(
             matches!(stale, Err(crate::StoreError::Conflict(_))),
@@ -852,6 +852,6 @@ mod tests {
         );
 
         files.remove(&guard, generation.unwrap()).await.unwrap();
-        assert_eq!(stored_entries(&store), 1, "only the refused write's orphan");
+        assert_eq!(stored_entries(&store), 0, "no entry is left behind");
     }
 }
