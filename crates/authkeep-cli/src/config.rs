@@ -735,6 +735,18 @@ impl Settings {
         plain.with_sealer(std::sync::Arc::new(sealer))
     }
 
+    /// Checks, before a login or a move writes to it, that the chosen store can
+    /// keep secrets: a keyring that does not answer is an error naming the
+    /// choices (unless falling back is allowed, which [`Settings::store`] does).
+    pub fn check_store(&self, backend: Backend) -> Result<()> {
+        if backend != Backend::Keyring || self.keyring_fallback {
+            return Ok(());
+        }
+        let plain = self.home.store();
+        let vault = AnySealer::new(Backend::Keyring, self.key_source.clone(), plain.dir()).vault();
+        crate::stores::probe(&vault).map_err(usage)
+    }
+
     /// The keyring, if one answers; else, as `--insecure-keyring-fallback`
     /// allows, the plain file store, with a warning.
     fn keyring_or_fallback(&self, plain: &FileStore) -> Backend {

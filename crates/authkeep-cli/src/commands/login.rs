@@ -313,6 +313,7 @@ fn log_in(
     if let Some(endpoint) = &profile.token_endpoint {
         client = client.with_token_endpoint(endpoint.clone());
     }
+    settings.check_store(profile.store.unwrap_or(settings.backend))?;
     let keeper = settings
         .keeper()
         .on_event(super::token::status_lines(level))

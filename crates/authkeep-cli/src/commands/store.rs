@@ -213,6 +213,7 @@ fn migrate(
     level: Level,
 ) -> Result<()> {
     let settings = settings(network)?;
+    settings.check_store(to)?;
     // The configuration first: from now on new writes go to the target, and a
     // migration interrupted below is finished by running it again.
     let path = settings.config_path.clone();

@@ -287,3 +287,121 @@ fn migrate_and_rekey_killed_at_random_instants_lose_no_session() {
         "no rekey was cut short: the kill always came too late"
     );
 }
+
+/// The keyring tests need the Secret Service that `./scripts/test.sh` starts
+/// (and marks with `AUTHKEEP_TEST_SECRET_SERVICE=1`); without it they fail
+/// with the command to run, rather than pass having tested nothing.
+fn require_secret_service() {
+    assert!(
+        std::env::var_os("AUTHKEEP_TEST_SECRET_SERVICE").is_some(),
+        "the keyring tests need a Secret Service: run ./scripts/test.sh"
+    );
+}
+
+#[test]
+fn the_keyring_store_keeps_the_secrets_in_the_secret_service() {
+    require_secret_service();
+    let idp = Idp::start(Config::default());
+    let home = Home::new();
+    let session = import(&home, &idp, "kr", &["--store", "keyring"]);
+    let (access, refresh) = (
+        text(&session, "access_token"),
+        text(&session, "refresh_token"),
+    );
+    assert_nowhere(home.path(), &[&access, &refresh]);
+    assert_eq!(secrets_of(&home, "kr"), "keyring");
+    assert!(
+        std::fs::read_to_string(home.path().join("config.toml"))
+            .unwrap()
+            .contains("store = \"keyring\"")
+    );
+    // The profile remembers its store: no flag needed.
+    assert_eq!(home.run(&["token", "-p", "kr"]).ok(), access);
+    // A refresh rotates the secrets in the keyring, never onto the disk.
+    let refreshed = home.run(&["token", "-p", "kr", "--force-refresh"]).ok();
+    assert_ne!(refreshed, access);
+    assert_nowhere(home.path(), &[&refreshed]);
+    // Back to plain files, and the keyring entry goes with the move.
+    home.run(&["store", "migrate", "--to", "file", "-p", "kr"])
+        .ok();
+    assert_eq!(secrets_of(&home, "kr"), "file");
+    assert_eq!(home.run(&["token", "-p", "kr"]).ok(), refreshed);
+}
+
+#[test]
+fn the_encrypted_store_can_keep_its_key_in_the_keyring_and_rekey_there() {
+    require_secret_service();
+    let idp = Idp::start(Config::default());
+    let home = Home::new();
+    let run = home.run(&["store", "keygen"]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert!(
+        run.stderr().contains("in the OS keyring"),
+        "{}",
+        run.stderr()
+    );
+    assert_ne!(
+        home.run(&["store", "keygen"]).code(),
+        0,
+        "one key at a time"
+    );
+    let session = import(&home, &idp, "enc", &["--store", "encrypted-file"]);
+    let access = text(&session, "access_token");
+    assert_nowhere(home.path(), &[&access]);
+    assert_eq!(secrets_of(&home, "enc"), "encrypted-file");
+    let run = home.run(&["store", "rekey"]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert!(run.stderr().contains("re-encrypted 1"), "{}", run.stderr());
+    assert_eq!(home.run(&["token", "-p", "enc"]).ok(), access);
+}
+
+#[test]
+fn without_a_keyring_service_the_keyring_store_fails_fast_unless_falling_back_is_allowed() {
+    let idp = Idp::start(Config::default());
+    let home = Home::new();
+    let session = idp.session();
+    let file = home.input("s.json", &session.to_string());
+    let login = |extra: &[&str]| {
+        let mut args = vec![
+            "login",
+            "-p",
+            "kr",
+            "--store",
+            "keyring",
+            "--issuer",
+            idp.issuer(),
+            "--client-id",
+            "c",
+            "--from-json",
+            &file,
+        ];
+        args.extend_from_slice(extra);
+        let started = std::time::Instant::now();
+        let output = home
+            .command(&args)
+            .env(
+                "DBUS_SESSION_BUS_ADDRESS",
+                "unix:path=/nonexistent/authkeep-test-bus",
+            )
+            .output()
+            .unwrap();
+        (output, started.elapsed())
+    };
+    let (output, took) = login(&[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_ne!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("no OS keyring is available"), "{stderr}");
+    assert!(stderr.contains("--insecure-keyring-fallback"), "{stderr}");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert!(!home.record_path("kr").exists());
+
+    let (output, _) = login(&["--insecure-keyring-fallback"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning") && stderr.contains("plain files"),
+        "{stderr}"
+    );
+    let record = home.record("kr");
+    assert_eq!(record["access_token"], session["access_token"]);
+}
