@@ -264,7 +264,7 @@ async fn without_a_session_bus_the_keyring_is_unavailable_at_once() {
         assert!(matches!(error, VaultError::Unavailable(_)), "{error:?}");
         let error = a_failed_sealed_write_changes_nothing(vault).await;
         assert!(
-            matches!(&error, StoreError::Sealed { detail, .. } if detail.contains("no OS keyring is available")),
+            matches!(&error, StoreError::NotSealed { detail, .. } if detail.contains("no OS keyring is available")),
             "{error:?}"
         );
         eprintln!("{CHILD_DONE}: probe answered Unavailable in {took:?}");
@@ -302,7 +302,7 @@ async fn a_keyring_that_does_not_answer_times_out_within_the_timeout() {
         );
         let error = a_failed_sealed_write_changes_nothing(vault).await;
         assert!(
-            matches!(&error, StoreError::Sealed { detail, .. } if detail.contains("did not answer")),
+            matches!(&error, StoreError::NotSealed { detail, .. } if detail.contains("did not answer")),
             "{error:?}"
         );
         eprintln!("{CHILD_DONE}: probe timed out after {took:?}");
