@@ -298,6 +298,10 @@ struct Audit<'a> {
     ran: Vec<Ran>,
     /// What the provider is doing wrong, for the list of commands.
     provider: String,
+    /// The store's settings, in the environment of every command.
+    store: Vec<(&'static str, String)>,
+    /// Whether the records seal their secrets (then no file may hold one).
+    sealed: bool,
 }
 
 impl Audit<'_> {
@@ -311,7 +315,8 @@ impl Audit<'_> {
             .env_remove("ALL_PROXY")
             .env_remove("all_proxy")
             .env("SVC_SECRET", CLIENT_SECRET)
-            .env("WRONG_SECRET", WRONG_SECRET);
+            .env("WRONG_SECRET", WRONG_SECRET)
+            .envs(self.store.iter().map(|(k, v)| (*k, v)));
         command
     }
 
@@ -347,10 +352,20 @@ impl Audit<'_> {
     /// Runs a command that prints the stored access token of `profile`.
     fn run_printing(&mut self, args: &[&str], profile: &str) -> i32 {
         let code = self.run_with(args, "", None);
-        // The token printed is the one stored once the command is done.
-        let stored = self.home.record(profile)["access_token"]
-            .as_str()
-            .map(str::to_owned);
+        // The token printed is the one stored once the command is done (a
+        // sealed record does not show it: then the line printed is allowed).
+        let stored = match self.sealed {
+            false => self.home.record(profile)["access_token"]
+                .as_str()
+                .map(str::to_owned),
+            true => self
+                .ran
+                .last()
+                .and_then(|r| match serde_json::from_str::<Value>(&r.stdout) {
+                    Ok(printed) => printed["access_token"].as_str().map(str::to_owned),
+                    Err(_) => r.stdout.lines().next().map(str::to_owned),
+                }),
+        };
         if let Some(last) = self.ran.last_mut() {
             last.allowed = stored;
         }
@@ -432,14 +447,30 @@ impl Api {
     }
 }
 
-/// Every file under `dir`, but the session records.
-fn files_but_records(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+/// The refresh token stored for `profile`, opened with the store's key file
+/// when the store seals it.
+fn stored_refresh_token(home: &Home, store: &[(&str, String)], profile: &str) -> String {
+    let Some((_, key)) = store.iter().find(|(name, _)| *name == "AUTHKEEP_KEY_FILE") else {
+        return text(&home.record(profile), "refresh_token");
+    };
+    let key = authkeep::store::StoreKey::read_file(Path::new(key)).unwrap();
+    let sealer = std::sync::Arc::new(authkeep::store::Encrypting::new(key));
+    let store = authkeep::FileStore::new(home.path().join("sessions")).with_sealer(sealer);
+    let session = authkeep::SessionKey::new(profile).unwrap();
+    let loaded = store.load_blocking(&session).unwrap().unwrap();
+    let tokens = loaded.record.tokens.unwrap();
+    tokens.refresh_token.unwrap().expose_secret().to_owned()
+}
+
+/// Every file under `dir`, but the session records unless `records` too.
+fn files_but_records(dir: &Path, out: &mut Vec<std::path::PathBuf>, records: bool) {
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
         let path = entry.path();
         if path.is_dir() {
-            files_but_records(&path, out);
-        } else if !(path.parent().is_some_and(|p| p.ends_with("sessions"))
-            && path.extension().is_some_and(|e| e == "json"))
+            files_but_records(&path, out, records);
+        } else if records
+            || !(path.parent().is_some_and(|p| p.ends_with("sessions"))
+                && path.extension().is_some_and(|e| e == "json"))
         {
             out.push(path);
         }
@@ -455,6 +486,27 @@ fn fault(idp: &Idp, kind: FaultKind) {
 
 #[test]
 fn no_secret_leaks_from_any_command() {
+    audit(Vec::new(), false);
+}
+
+#[test]
+fn no_secret_leaks_from_any_command_with_the_encrypted_store() {
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("store.key");
+    authkeep::store::StoreKey::generate()
+        .unwrap()
+        .write_new_file(&key)
+        .unwrap();
+    let store = vec![
+        ("AUTHKEEP_STORE", "encrypted-file".to_owned()),
+        ("AUTHKEEP_KEY_FILE", key.to_str().unwrap().to_owned()),
+    ];
+    audit(store, true);
+}
+
+/// Runs every command with the store `store` sets up, and checks that no
+/// secret leaks; with a `sealed` store, the session records are checked too.
+fn audit(store: Vec<(&'static str, String)>, sealed: bool) {
     let idp = Idp::start(Config {
         device_interval: Duration::from_secs(1),
         clients: vec![ClientConfig::new("svc", CLIENT_SECRET)],
@@ -474,6 +526,8 @@ fn no_secret_leaks_from_any_command() {
         proxy: &proxy,
         ran: Vec::new(),
         provider: String::new(),
+        store,
+        sealed,
     };
     let scopes = ["--scope", "openid", "--scope", "offline_access"];
 
@@ -699,7 +753,7 @@ fn no_secret_leaks_from_any_command() {
     audit.expect(4, &["token", "-p", "dev", "--json"]);
     home.end_back_off("dev");
     // The provider ends the session, quoting the refresh token back.
-    let refresh = text(&home.record("dev"), "refresh_token");
+    let refresh = stored_refresh_token(&home, &audit.store, "dev");
     fault(
         &idp,
         FaultKind::OAuthError {
@@ -764,7 +818,7 @@ fn no_secret_leaks_from_any_command() {
         }
     }
     let mut files = Vec::new();
-    files_but_records(home.path(), &mut files);
+    files_but_records(home.path(), &mut files, sealed);
     assert!(
         files.iter().any(|f| f.ends_with("config.toml")),
         "{files:?}"
