@@ -56,7 +56,7 @@ struct QuickConfig {
     connect_timeout: Option<IgnoredAny>,
     timeout: Option<IgnoredAny>,
     store: Option<IgnoredAny>,
-    key_file: Option<IgnoredAny>,
+    key_file: Option<std::path::PathBuf>,
     insecure_keyring_fallback: Option<IgnoredAny>,
     insecure_permissions: Option<bool>,
     #[serde(default)]
@@ -150,7 +150,18 @@ fn serve_warm(args: &[OsString]) -> Option<ExitCode> {
         None => None,
     };
     let policy = common::refresh_policy(threshold, fraction, config.layers(name)).ok()?;
-    let store = home.store();
+    // Records sealed with a key file open here too; any other sealing (the
+    // keyring) fails to decode below and is left to the full binary.
+    let key_file = match variable(names::ENV_KEY_FILE)? {
+        Some(path) => Some(std::path::PathBuf::from(path)),
+        None => config.key_file.as_ref().map(|p| home.config_dir.join(p)),
+    };
+    let mut store = home.store();
+    if let Some(path) = key_file {
+        let key = authkeep::store::StoreKey::read_file(&path).ok()?;
+        let sealer = authkeep::store::Encrypting::new(key);
+        store = store.with_sealer(std::sync::Arc::new(sealer));
+    }
     let clock = SystemClock;
     let (mut loaded, mut decision) = store.warm(&key, &policy, Demand::new(), clock.now()).ok()?;
     if matches!(decision, Decision::Refresh { .. }) && store.is_locked_blocking(&key).ok()? {

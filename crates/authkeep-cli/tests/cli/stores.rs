@@ -405,3 +405,45 @@ fn without_a_keyring_service_the_keyring_store_fails_fast_unless_falling_back_is
     let record = home.record("kr");
     assert_eq!(record["access_token"], session["access_token"]);
 }
+
+#[test]
+fn the_front_opens_an_encrypted_record_with_a_key_file_and_hands_other_sealing_over() {
+    let idp = Idp::start(Config::default());
+    let home = Home::new();
+    let key = keygen(&home, "store.key");
+    let session = import(
+        &home,
+        &idp,
+        "enc",
+        &["--store", "encrypted-file", "--key-file", &key],
+    );
+    // The front alone, with no full binary beside it to hand over to.
+    let alone = tempfile::tempdir().unwrap();
+    let front = alone.path().join("authkeep");
+    std::fs::copy(env!("CARGO_BIN_EXE_authkeep"), &front).unwrap();
+    let run_front = |env: &[(&str, &str)]| {
+        let template = home.command(&["token", "-p", "enc"]);
+        let mut command = std::process::Command::new(&front);
+        command.args(["token", "-p", "enc"]);
+        for (name, value) in template.get_envs() {
+            match value {
+                Some(value) => command.env(name, value),
+                None => command.env_remove(name),
+            };
+        }
+        command.envs(env.iter().copied()).output().unwrap()
+    };
+    let served = run_front(&[("AUTHKEEP_KEY_FILE", &key)]);
+    assert!(
+        served.status.success(),
+        "{}",
+        String::from_utf8_lossy(&served.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&served.stdout).trim(),
+        text(&session, "access_token")
+    );
+    // Without the key it cannot open the record: the full binary's to report.
+    let handed = run_front(&[]);
+    assert!(String::from_utf8_lossy(&handed.stderr).contains("authkeep-main is missing"));
+}
