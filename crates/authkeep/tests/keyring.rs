@@ -324,3 +324,67 @@ async fn a_keyring_that_does_not_answer_times_out_within_the_timeout() {
     eprintln!("{}", printed.lines().last().unwrap_or_default());
     assert!(started.elapsed() < Duration::from_secs(30));
 }
+
+#[tokio::test]
+async fn a_locked_keyring_is_reported_locked_and_prompts_nobody_forever() {
+    if std::env::var_os(CHILD).is_some() {
+        // In a Secret Service of its own (see below): lock its login collection.
+        let locked = Command::new("dbus-send")
+            .args([
+                "--session",
+                "--print-reply",
+                "--dest=org.freedesktop.secrets",
+                "/org/freedesktop/secrets",
+                "org.freedesktop.Secret.Service.Lock",
+                "array:objpath:/org/freedesktop/secrets/collection/login",
+            ])
+            .output()
+            .unwrap();
+        assert!(locked.status.success(), "{locked:?}");
+        let vault = Vault::new("locked", Duration::from_secs(5));
+        assert!(
+            matches!(vault.probe().await, Err(VaultError::Locked(_))),
+            "the probe asks without prompting"
+        );
+        // Storing asks to unlock; with no one to answer the prompt it fails
+        // (or, were the prompt to wait, times out), and the record stays.
+        let error = a_failed_sealed_write_changes_nothing(vault).await;
+        assert!(
+            matches!(&error, StoreError::Sealed { detail, .. }
+                if detail.contains("locked") || detail.contains("did not answer")),
+            "{error:?}"
+        );
+        eprintln!("{CHILD_DONE}: locked, and the write failed: {error}");
+        return;
+    }
+    // Locking the keyring the other tests share would fail them: the child
+    // gets a private bus and keyring of its own, set up as scripts/test.sh does.
+    drop(secret_service());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/with-secret-service.sh");
+    let output = Command::new("dbus-run-session")
+        .arg("--")
+        .arg(script)
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "a_locked_keyring_is_reported_locked_and_prompts_nobody_forever",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stderr.contains(CHILD_DONE),
+        "child failed:\n{}\n{stderr}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    eprintln!(
+        "{}",
+        stderr
+            .lines()
+            .rfind(|l| l.contains(CHILD_DONE))
+            .unwrap_or_default()
+    );
+}
