@@ -51,7 +51,7 @@
 //! | [`login`] | interactive logins: device code polling, browser with PKCE on a loopback listener |
 //! | `logout` | logging out: local removal under the lock, then revocation at the provider (RFC 7009) |
 //! | [`policy`] | the refresh window and decision table, pure |
-//! | [`store`] | the store contract and its backends (file, memory) |
+//! | [`store`] | the store contract and its backends (file, memory), the file store's sealers (encrypted, OS keyring), `rekey` |
 //! | [`oauth`] | requests and responses, without I/O |
 //! | `http` | the [`Transport`] and the default `reqwest` one |
 //! | `discovery` | where a token endpoint comes from, cached |
