@@ -1427,7 +1427,12 @@ mod permission_tests {
         assert_eq!(mode(store.dir()), 0o700);
         assert!(store.load_blocking(&key).unwrap().is_some());
         set_mode(store.dir(), 0o750);
-        assert!(store.wait_for_release(&key, Duration::from_secs(10)).await.unwrap());
+        assert!(
+            store
+                .wait_for_release(&key, Duration::from_secs(10))
+                .await
+                .unwrap()
+        );
         assert_eq!(mode(store.dir()), 0o700);
     }
 
