@@ -350,7 +350,7 @@ async fn a_locked_keyring_is_reported_locked_and_prompts_nobody_forever() {
         // (or, were the prompt to wait, times out), and the record stays.
         let error = a_failed_sealed_write_changes_nothing(vault).await;
         assert!(
-            matches!(&error, StoreError::Sealed { detail, .. }
+            matches!(&error, StoreError::NotSealed { detail, .. }
                 if detail.contains("locked") || detail.contains("did not answer")),
             "{error:?}"
         );
