@@ -744,7 +744,7 @@ impl Settings {
         }
         let plain = self.home.store();
         let vault = AnySealer::new(Backend::Keyring, self.key_source.clone(), plain.dir()).vault();
-        crate::stores::probe(&vault).map_err(usage)
+        crate::stores::probe(&vault).map_err(|e| usage(crate::stores::keyring_message(&e)))
     }
 
     /// The keyring, if one answers; else, as `--insecure-keyring-fallback`
@@ -753,9 +753,10 @@ impl Settings {
         let vault = AnySealer::new(Backend::Keyring, self.key_source.clone(), plain.dir()).vault();
         match crate::stores::probe(&vault) {
             Ok(()) => Backend::Keyring,
-            Err(why) => {
+            Err(e) => {
                 common::stderr_line(&format!(
-                    "authkeep: warning: {why}; --insecure-keyring-fallback: keeping the secrets in plain files in {} instead",
+                    "authkeep: warning: {}; --insecure-keyring-fallback: keeping the secrets in plain files in {} instead",
+                    crate::stores::keyring_failure(&e),
                     plain.dir().display()
                 ));
                 Backend::File

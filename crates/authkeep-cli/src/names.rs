@@ -189,7 +189,12 @@ pub struct StoreArgs {
     /// Where no OS keyring is available, keep the keyring store's secrets in plain files instead
     /// of failing (with a warning). Insecure: the secrets are then readable by anyone who can
     /// read the files.
-    #[arg(long, env = ENV_INSECURE_KEYRING_FALLBACK)]
+    #[arg(
+        long,
+        env = ENV_INSECURE_KEYRING_FALLBACK,
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub insecure_keyring_fallback: bool,
     /// Use session files and a sessions directory that other users may read or change, instead of
     /// refusing them (also AUTHKEEP_INSECURE_PERMISSIONS=1, or insecure_permissions = true in

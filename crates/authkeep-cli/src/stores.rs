@@ -139,23 +139,10 @@ fn load_keys(source: &KeySource, vault: &Vault) -> Result<Encrypting, String> {
             .map(Encrypting::new)
             .map_err(|e| e.to_string()),
         KeySource::Keyring => {
-            // The sealer is called from inside the keeper's runtime, where no
-            // other runtime may block: the keyring is asked on a thread of its own.
-            let asked = std::thread::scope(|scope| {
-                scope
-                    .spawn(|| {
-                        let runtime = tokio::runtime::Builder::new_current_thread()
-                            .enable_all()
-                            .build()
-                            .map_err(|e| format!("cannot start the keyring client: {e}"))?;
-                        Ok::<_, String>(runtime.block_on(async {
-                            (vault.get(KEY_ENTRY).await, vault.get(NEXT_KEY_ENTRY).await)
-                        }))
-                    })
-                    .join()
-                    .map_err(|_| "the keyring client stopped unexpectedly".to_owned())?
-            });
-            let (current, next) = asked?;
+            let (current, next) = (
+                vault.get_blocking(KEY_ENTRY),
+                vault.get_blocking(NEXT_KEY_ENTRY),
+            );
             let read = |entry: Result<Option<Zeroizing<String>>, VaultError>, name: &str| {
                 entry
                     .map_err(|e| keyring_message(&e))?
@@ -183,37 +170,34 @@ fn load_keys(source: &KeySource, vault: &Vault) -> Result<Encrypting, String> {
 
 /// Whether the keyring answers, from any context (a runtime or none): asked
 /// on a thread of its own, within the keyring's time-out.
-pub fn probe(vault: &Vault) -> Result<(), String> {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| format!("cannot start the keyring client: {e}"))?;
-                runtime
-                    .block_on(vault.probe())
-                    .map_err(|e| keyring_message(&e))
-            })
-            .join()
-            .map_err(|_| "the keyring client stopped unexpectedly".to_owned())?
-    })
+pub fn probe(vault: &Vault) -> Result<(), VaultError> {
+    vault.probe_blocking()
 }
 
-/// A keyring failure in the command's words.
-pub fn keyring_message(error: &VaultError) -> String {
+/// Why a keyring failed, without advice.
+pub fn keyring_failure(error: &VaultError) -> String {
     match error {
-        VaultError::Unavailable(why) => format!(
-            "no OS keyring is available here ({why}); choose another store (--store file or encrypted-file with --key-file), or allow the plain file store with --insecure-keyring-fallback"
-        ),
-        VaultError::Locked(why) => {
-            format!("the OS keyring is locked ({why}); unlock it and try again")
+        VaultError::Unavailable(why) => format!("no OS keyring is available here ({why})"),
+        VaultError::Locked(why) => format!("the OS keyring is locked ({why})"),
+        VaultError::TimedOut(after) => {
+            format!("the OS keyring did not answer within {}s", after.as_secs())
         }
-        VaultError::TimedOut(after) => format!(
-            "the OS keyring did not answer within {}s (it may be waiting for a prompt on another screen)",
-            after.as_secs()
-        ),
         other => format!("the OS keyring failed: {other}"),
+    }
+}
+
+/// A keyring failure in the command's words, with what to do about it.
+pub fn keyring_message(error: &VaultError) -> String {
+    let why = keyring_failure(error);
+    match error {
+        VaultError::Unavailable(_) => format!(
+            "{why}; choose another store (--store file, or encrypted-file with --key-file), or allow the plain file store with --insecure-keyring-fallback"
+        ),
+        VaultError::Locked(_) => format!("{why}; unlock it and try again"),
+        VaultError::TimedOut(_) => {
+            format!("{why} (it may be waiting for a prompt on another screen)")
+        }
+        _ => why,
     }
 }
 

@@ -404,6 +404,31 @@ fn without_a_keyring_service_the_keyring_store_fails_fast_unless_falling_back_is
     );
     let record = home.record("kr");
     assert_eq!(record["access_token"], session["access_token"]);
+    // The variable says the same with 1.
+    let output = home
+        .command(&[
+            "login",
+            "-p",
+            "kr2",
+            "--store",
+            "keyring",
+            "--issuer",
+            idp.issuer(),
+            "--client-id",
+            "c",
+            "--from-json",
+            &file,
+        ])
+        .env(
+            "DBUS_SESSION_BUS_ADDRESS",
+            "unix:path=/nonexistent/authkeep-test-bus",
+        )
+        .env("AUTHKEEP_INSECURE_KEYRING_FALLBACK", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("plain files"), "{stderr}");
 }
 
 #[test]
