@@ -742,16 +742,20 @@ impl Settings {
         if backend != Backend::Keyring || self.keyring_fallback {
             return Ok(());
         }
-        let plain = self.home.store();
-        let vault = AnySealer::new(Backend::Keyring, self.key_source.clone(), plain.dir()).vault();
-        crate::stores::probe(&vault).map_err(|e| usage(crate::stores::keyring_message(&e)))
+        self.vault()
+            .probe_blocking()
+            .map_err(|e| usage(crate::stores::keyring_message(&e)))
+    }
+
+    /// The OS keyring of this home's store.
+    pub fn vault(&self) -> authkeep::store::Vault {
+        crate::stores::vault_for(self.home.store().dir())
     }
 
     /// The keyring, if one answers; else, as `--insecure-keyring-fallback`
     /// allows, the plain file store, with a warning.
     fn keyring_or_fallback(&self, plain: &FileStore) -> Backend {
-        let vault = AnySealer::new(Backend::Keyring, self.key_source.clone(), plain.dir()).vault();
-        match crate::stores::probe(&vault) {
+        match self.vault().probe_blocking() {
             Ok(()) => Backend::Keyring,
             Err(e) => {
                 common::stderr_line(&format!(

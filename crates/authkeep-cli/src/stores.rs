@@ -62,7 +62,7 @@ impl AnySealer {
     }
 
     /// The OS keyring of this store.
-    pub fn vault(&self) -> Vault {
+    fn vault(&self) -> Vault {
         Vault::new(&self.vault_namespace, KEYRING_TIMEOUT)
     }
 
@@ -168,10 +168,9 @@ fn load_keys(source: &KeySource, vault: &Vault) -> Result<Encrypting, String> {
     }
 }
 
-/// Whether the keyring answers, from any context (a runtime or none): asked
-/// on a thread of its own, within the keyring's time-out.
-pub fn probe(vault: &Vault) -> Result<(), VaultError> {
-    vault.probe_blocking()
+/// The OS keyring of the store in `dir`.
+pub fn vault_for(dir: &Path) -> Vault {
+    Vault::new(&namespace(dir), KEYRING_TIMEOUT)
 }
 
 /// Why a keyring failed, without advice.

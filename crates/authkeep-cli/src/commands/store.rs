@@ -90,7 +90,7 @@ fn keygen(out: Option<PathBuf>, level: Level) -> Result<()> {
         }
         None => {
             let settings = settings(&NetworkArgs::default())?;
-            let vault = vault(&settings);
+            let vault = settings.vault();
             let runtime = crate::runtime()?;
             if runtime
                 .block_on(vault.get(KEY_ENTRY))
@@ -114,15 +114,6 @@ fn keygen(out: Option<PathBuf>, level: Level) -> Result<()> {
     Ok(())
 }
 
-fn vault(settings: &Settings) -> authkeep::store::Vault {
-    stores::AnySealer::new(
-        Backend::Keyring,
-        settings.key_source.clone(),
-        settings.home.store().dir(),
-    )
-    .vault()
-}
-
 fn rekey(new_key_file: Option<PathBuf>, network: &NetworkArgs, level: Level) -> Result<()> {
     let settings = settings(network)?;
     let runtime = crate::runtime()?;
@@ -142,7 +133,7 @@ fn rekey(new_key_file: Option<PathBuf>, network: &NetworkArgs, level: Level) -> 
             ));
         }
         (KeySource::Keyring, None) => {
-            let vault = vault(&settings);
+            let vault = settings.vault();
             let keyring = |e| anyhow!(stores::keyring_message(&e));
             let old = runtime
                 .block_on(vault.get(KEY_ENTRY))
@@ -175,7 +166,7 @@ fn rekey(new_key_file: Option<PathBuf>, network: &NetworkArgs, level: Level) -> 
         settings.lock_timeout,
     ))?;
     if let KeySource::Keyring = settings.key_source {
-        let vault = vault(&settings);
+        let vault = settings.vault();
         let keyring = |e| anyhow!(stores::keyring_message(&e));
         let next = runtime
             .block_on(vault.get(NEXT_KEY_ENTRY))
