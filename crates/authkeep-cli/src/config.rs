@@ -114,6 +114,27 @@ pub struct Profile {
     /// Where this profile's secrets are kept.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub store: Option<Backend>,
+    /// Hosts (`host[:port][/path]`) whose git and registry credentials this
+    /// profile's token is (`authkeep credential`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credential_hosts: Vec<String>,
+    /// The user name handed out with the token [default: `x-access-token`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential_username: Option<String>,
+    /// What a credential helper's `erase` does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential_on_erase: Option<OnErase>,
+}
+
+/// What `erase` from git or docker (a server rejected the credential) does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnErase {
+    /// Nothing: one rejected request must not end or churn a session.
+    #[default]
+    Ignore,
+    /// Renew the token if the session still holds the rejected one (the 401 path).
+    Refresh,
 }
 
 /// The configuration file's settings; every key is optional.
@@ -218,6 +239,8 @@ impl ConfigFile {
             if let Some(fraction) = profile.refresh_fraction {
                 check_fraction(fraction).map_err(|e| fail(&path("refresh_fraction"), e))?;
             }
+            crate::commands::credential::check_profile(profile)
+                .map_err(|(key, e)| fail(&path(key), e))?;
             if let Some(variable) = &profile.client_secret_env {
                 if variable.is_empty() || variable.contains(['=', '\0']) {
                     return Err(fail(
@@ -814,6 +837,9 @@ token_endpoint = "https://login.example.com/token"
 refresh_threshold = "10m"
 refresh_fraction = 1
 insecure_allow_http = true
+credential_hosts = ["git.example.com", "git.example.com/org"]
+credential_username = "oauth2"
+credential_on_erase = "refresh"
 
 [profiles.home]
 client_secret_file = "/run/secrets/home"
@@ -848,6 +874,9 @@ login = "device"
             refresh_fraction: Some(1.0),
             insecure_allow_http: Some(true),
             store: None,
+            credential_hosts: vec!["git.example.com".into(), "git.example.com/org".into()],
+            credential_username: Some("oauth2".into()),
+            credential_on_erase: Some(OnErase::Refresh),
         };
         assert_eq!(work, &expected);
         let home = file.profile("home").unwrap();

@@ -36,6 +36,7 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 
 mod common;
+mod handover;
 // The front uses only the names of the settings; the full binary uses the rest.
 #[allow(dead_code)]
 mod names;
@@ -83,6 +84,9 @@ struct QuickProfile {
     token_endpoint: Option<IgnoredAny>,
     insecure_allow_http: Option<IgnoredAny>,
     store: Option<IgnoredAny>,
+    credential_hosts: Option<IgnoredAny>,
+    credential_username: Option<IgnoredAny>,
+    credential_on_erase: Option<IgnoredAny>,
 }
 
 impl QuickConfig {
@@ -99,14 +103,14 @@ impl QuickConfig {
     }
 }
 
-/// The full binary's name.
-const FULL: &str = "authkeep-main";
-
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
     match serve_warm(&args) {
         Some(code) => code,
-        None => run_full(&args),
+        None => {
+            let program = args.first().cloned().unwrap_or_else(|| "authkeep".into());
+            handover::run_full(program, args.get(1..).unwrap_or_default())
+        }
     }
 }
 
@@ -252,58 +256,6 @@ fn lock_timed_out(
             let message = common::with_lock_timeout_hint(&timeout.to_string());
             common::report_error(invocation.json, timeout.class_name(), &message);
             ExitCode::from(4)
-        }
-    }
-}
-
-/// Replaces this process with the full binary (on Unix; elsewhere runs it and
-/// passes its exit code on).
-fn run_full(args: &[OsString]) -> ExitCode {
-    let full = std::env::current_exe()
-        .map(|exe| exe.with_file_name(format!("{FULL}{}", std::env::consts::EXE_SUFFIX)));
-    let full = match full {
-        Ok(path) if path.is_file() => path,
-        Ok(path) => {
-            common::stderr_line(&format!(
-                "authkeep: error: {} is missing; install authkeep with `cargo install --path crates/authkeep-cli` (or build it with `cargo build`)",
-                path.display()
-            ));
-            return ExitCode::from(1);
-        }
-        Err(e) => {
-            common::stderr_line(&format!(
-                "authkeep: error: cannot find the authkeep executable: {e}"
-            ));
-            return ExitCode::from(1);
-        }
-    };
-    let mut command = std::process::Command::new(&full);
-    command.args(args.get(1..).unwrap_or_default());
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::CommandExt as _;
-        let program = args.first().cloned().unwrap_or_else(|| "authkeep".into());
-        let error = command.arg0(program).exec();
-        common::stderr_line(&format!(
-            "authkeep: error: cannot run {}: {error}",
-            full.display()
-        ));
-        ExitCode::from(1)
-    }
-    #[cfg(not(unix))]
-    match command.status() {
-        Ok(status) => ExitCode::from(
-            status
-                .code()
-                .and_then(|c| u8::try_from(c).ok())
-                .unwrap_or(1),
-        ),
-        Err(error) => {
-            common::stderr_line(&format!(
-                "authkeep: error: cannot run {}: {error}",
-                full.display()
-            ));
-            ExitCode::from(1)
         }
     }
 }

@@ -67,6 +67,8 @@ enum Command {
     Demo(commands::demo::Args),
     /// Run the development identity provider (loopback only; for tests and demos, never production).
     Devidp(commands::devidp::Args),
+    /// Be git's or docker's credential helper: hand out the token of the profile that claims a host.
+    Credential(commands::credential::Args),
 }
 
 fn main() -> ExitCode {
@@ -82,6 +84,7 @@ fn main() -> ExitCode {
         Command::Request(args) => (false, commands::request::run(args, level)),
         Command::Demo(args) => (false, commands::demo::run(args)),
         Command::Devidp(args) => (false, commands::devidp::run(args)),
+        Command::Credential(args) => (false, commands::credential::run(args, level)),
     };
     match result {
         Ok(()) => ExitCode::from(exit::SUCCESS),

@@ -48,7 +48,7 @@ pub const CONFIG_KEYS: [&str; 11] = [
 ];
 
 /// The keys of a `[profiles.NAME]` table in `config.toml`.
-pub const PROFILE_KEYS: [&str; 15] = [
+pub const PROFILE_KEYS: [&str; 18] = [
     "issuer",
     "client_id",
     "client_secret_file",
@@ -64,6 +64,9 @@ pub const PROFILE_KEYS: [&str; 15] = [
     "refresh_fraction",
     "insecure_allow_http",
     "store",
+    "credential_hosts",
+    "credential_username",
+    "credential_on_erase",
 ];
 
 /// The profile used when none is named. Every other default is the library's

@@ -1,5 +1,6 @@
 //! One file per command: parse, call the library, print.
 
+pub mod credential;
 pub mod demo;
 pub mod devidp;
 pub mod login;
