@@ -3,6 +3,7 @@
 
 mod audit;
 mod conformance;
+mod credential;
 mod engine;
 mod faults;
 mod harness;
