@@ -106,7 +106,7 @@ fn get(args: &Args, input: &str, level: Level) -> Result<()> {
         "Username": chosen.username,
         "Secret": token.access_token.expose_secret(),
     });
-    write_stdout(&format!("{answer}\n"))
+    write_stdout(&zeroize::Zeroizing::new(format!("{answer}\n")))
 }
 
 fn list() -> Result<()> {

@@ -129,11 +129,11 @@ fn get(args: &Args, request: &Request, level: Level) -> Result<()> {
     let settings = super::settings_for(&chosen, &target, &args.policy, &args.network)?;
     let token = super::fresh_token(&settings, level)?;
     super::printable(&token, &chosen.name)?;
-    let mut answer = format!(
+    let mut answer = zeroize::Zeroizing::new(format!(
         "username={}\npassword={}\n",
         chosen.username,
         token.access_token.expose_secret()
-    );
+    ));
     if let Some(at) = token.expires_at {
         answer.push_str(&format!("password_expiry_utc={}\n", at.as_second()));
     }

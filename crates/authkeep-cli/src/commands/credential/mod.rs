@@ -17,6 +17,7 @@ use std::io::Read as _;
 use anyhow::{Context as _, Result};
 use authkeep::{AccessToken, Demand, Token};
 use reqwest::Url;
+use zeroize::Zeroizing;
 
 use crate::commands::token::status_lines;
 use crate::common::Home;
@@ -331,9 +332,10 @@ fn printable(token: &Token, profile: &str) -> Result<()> {
     Ok(())
 }
 
-/// Reads standard input, at most [`MAX_INPUT_BYTES`].
-fn read_input() -> Result<String> {
-    let mut text = String::new();
+/// Reads standard input, at most [`MAX_INPUT_BYTES`]; it may hold a password,
+/// so it is zeroized when dropped.
+fn read_input() -> Result<Zeroizing<String>> {
+    let mut text = Zeroizing::new(String::new());
     std::io::stdin()
         .lock()
         .take(MAX_INPUT_BYTES + 1)
