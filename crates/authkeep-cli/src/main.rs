@@ -67,6 +67,12 @@ enum Command {
     Demo(commands::demo::Args),
     /// Run the development identity provider (loopback only; for tests and demos, never production).
     Devidp(commands::devidp::Args),
+    /// Check the setup and explain what is wrong: configuration, store permissions, keyring, clock, provider, sessions.
+    Doctor(commands::doctor::Args),
+    /// Print a shell completion script (bash, zsh, fish, powershell).
+    Completions(commands::completions::CompletionsArgs),
+    /// Print the man page, or write one page per command with --dir.
+    Man(commands::completions::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -82,6 +88,9 @@ fn main() -> ExitCode {
         Command::Request(args) => (false, commands::request::run(args, level)),
         Command::Demo(args) => (false, commands::demo::run(args)),
         Command::Devidp(args) => (false, commands::devidp::run(args)),
+        Command::Doctor(args) => (args.json, commands::doctor::run(args)),
+        Command::Completions(args) => (false, commands::completions::completions(args, full())),
+        Command::Man(args) => (false, commands::completions::man(args, full())),
     };
     match result {
         Ok(()) => ExitCode::from(exit::SUCCESS),
@@ -154,6 +163,11 @@ fn parse(args: Vec<OsString>) -> (Command, names::VerbosityArgs) {
         Ok(cli) => (cli.command, cli.verbosity),
         Err(error) => refuse(error, &args),
     }
+}
+
+/// The whole command-line definition, for completions and man pages.
+fn full() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
 }
 
 /// `authkeep token` alone, for the fast path of [`parse`].

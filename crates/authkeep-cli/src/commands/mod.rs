@@ -1,7 +1,9 @@
 //! One file per command: parse, call the library, print.
 
+pub mod completions;
 pub mod demo;
 pub mod devidp;
+pub mod doctor;
 pub mod login;
 pub mod logout;
 pub mod profiles;

@@ -3,6 +3,7 @@
 
 mod audit;
 mod conformance;
+mod doctor;
 mod engine;
 mod faults;
 mod harness;
