@@ -67,7 +67,7 @@ enum Command {
     Demo(commands::demo::Args),
     /// Run the development identity provider (loopback only; for tests and demos, never production).
     Devidp(commands::devidp::Args),
-    /// Check the setup and explain what is wrong: configuration, store permissions, keyring, clock, provider, sessions.
+    /// Check the setup and explain each problem with its fix (config, store, keyring, clock, provider).
     Doctor(commands::doctor::Args),
     /// Print a shell completion script (bash, zsh, fish, powershell).
     Completions(commands::completions::CompletionsArgs),
