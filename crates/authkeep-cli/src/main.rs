@@ -69,6 +69,12 @@ enum Command {
     Devidp(commands::devidp::Args),
     /// Be git's or docker's credential helper: hand out the token of the profile that claims a host.
     Credential(commands::credential::Args),
+    /// Check the setup and explain each problem with its fix (config, store, keyring, clock, provider).
+    Doctor(commands::doctor::Args),
+    /// Print a shell completion script (bash, zsh, fish, powershell).
+    Completions(commands::completions::CompletionsArgs),
+    /// Print the man page, or write one page per command with --dir.
+    Man(commands::completions::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -85,6 +91,9 @@ fn main() -> ExitCode {
         Command::Demo(args) => (false, commands::demo::run(args)),
         Command::Devidp(args) => (false, commands::devidp::run(args)),
         Command::Credential(args) => (false, commands::credential::run(args, level)),
+        Command::Doctor(args) => (args.json, commands::doctor::run(args)),
+        Command::Completions(args) => (false, commands::completions::completions(args, full())),
+        Command::Man(args) => (false, commands::completions::man(args, full())),
     };
     match result {
         Ok(()) => ExitCode::from(exit::SUCCESS),
@@ -157,6 +166,11 @@ fn parse(args: Vec<OsString>) -> (Command, names::VerbosityArgs) {
         Ok(cli) => (cli.command, cli.verbosity),
         Err(error) => refuse(error, &args),
     }
+}
+
+/// The whole command-line definition, for completions and man pages.
+fn full() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
 }
 
 /// `authkeep token` alone, for the fast path of [`parse`].

@@ -5,6 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use jiff::SignedDuration;
 use serde::{Deserialize, Serialize};
 
 use crate::flavor::Flavor;
@@ -64,6 +65,12 @@ pub struct Config {
     /// default 5 s). A poll sooner is answered `slow_down` and adds 5 s to that device
     /// code's interval. Counted in whole seconds; tests that poll for real want 1 s.
     pub device_interval: Duration,
+    /// How far the provider's clock is from the true time, as its answers show it:
+    /// every response carries a `Date` header of now plus this offset (default zero:
+    /// the server's usual `Date`). Positive is a provider clock ahead of ours. Only
+    /// the header moves; tokens are stamped with the true time. For testing how a
+    /// client measures and copes with clock skew (`authkeep doctor`'s clock check).
+    pub date_offset: SignedDuration,
 }
 
 impl Default for Config {
@@ -87,6 +94,7 @@ impl Config {
             clients: Vec::new(),
             device_code_ttl: Duration::from_secs(600),
             device_interval: Duration::from_secs(5),
+            date_offset: SignedDuration::ZERO,
         }
     }
 
@@ -204,6 +212,7 @@ mod tests {
         assert_eq!(config.flavor, Flavor::Standard);
         assert_eq!(config.device_code_ttl, Duration::from_secs(600));
         assert_eq!(config.device_interval, Duration::from_secs(5));
+        assert_eq!(config.date_offset, SignedDuration::ZERO);
     }
 
     #[test]

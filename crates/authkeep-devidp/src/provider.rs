@@ -187,6 +187,11 @@ impl Provider {
         &self.issuer
     }
 
+    /// How far the `Date` header of every answer is moved from the true time.
+    pub(crate) fn date_offset(&self) -> jiff::SignedDuration {
+        self.config.date_offset
+    }
+
     pub(crate) fn flavor(&self) -> Flavor {
         self.config.flavor
     }

@@ -62,7 +62,8 @@ pub(crate) struct App {
 }
 
 pub(crate) fn router(provider: Arc<Provider>, shutdown: watch::Receiver<bool>) -> Router {
-    Router::new()
+    let date_offset = provider.date_offset();
+    let router = Router::new()
         .route(DISCOVERY_PATH, get(discovery))
         .route(JWKS_PATH, get(jwks))
         .route(AUTHORIZE_PATH, get(authorize_page).post(authorize_answer))
@@ -79,7 +80,29 @@ pub(crate) fn router(provider: Arc<Provider>, shutdown: watch::Receiver<bool>) -
         )
         .route("/admin/revoke", post(admin_revoke))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(App { provider, shutdown })
+        .with_state(App { provider, shutdown });
+    if date_offset.is_zero() {
+        return router;
+    }
+    router.layer(axum::middleware::map_response(
+        move |mut response: Response| async move {
+            if let Some(date) = offset_date(jiff::Timestamp::now(), date_offset) {
+                response.headers_mut().insert(header::DATE, date);
+            }
+            response
+        },
+    ))
+}
+
+/// The `Date` header (RFC 9110 §6.6.1) of a provider whose clock is `offset` from
+/// `now`; `None` when that instant cannot be written, and the server's own `Date`
+/// goes out instead.
+fn offset_date(now: jiff::Timestamp, offset: jiff::SignedDuration) -> Option<HeaderValue> {
+    let moved = now.checked_add(offset).ok()?;
+    let text = jiff::fmt::rfc2822::DateTimePrinter::new()
+        .timestamp_to_rfc9110_string(&moved)
+        .ok()?;
+    HeaderValue::from_str(&text).ok()
 }
 
 /// The OpenID Provider metadata (OpenID Connect Discovery 1.0 §3, RFC 8414).
@@ -606,6 +629,16 @@ fn token_error_as(error: &TokenError, encoding: Encoding) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_offset_date_is_an_http_date_moved_by_the_offset() {
+        let now: jiff::Timestamp = "2026-06-01T12:00:00Z".parse().unwrap();
+        let ahead = offset_date(now, jiff::SignedDuration::from_mins(10)).unwrap();
+        assert_eq!(ahead, "Mon, 01 Jun 2026 12:10:00 GMT");
+        let behind = offset_date(now, jiff::SignedDuration::from_secs(-90)).unwrap();
+        assert_eq!(behind, "Mon, 01 Jun 2026 11:58:30 GMT");
+        assert!(offset_date(jiff::Timestamp::MAX, jiff::SignedDuration::from_secs(1)).is_none());
+    }
 
     #[test]
     fn discovery_names_every_endpoint_under_the_issuer() {

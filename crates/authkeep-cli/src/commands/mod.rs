@@ -1,8 +1,10 @@
 //! One file per command: parse, call the library, print.
 
+pub mod completions;
 pub mod credential;
 pub mod demo;
 pub mod devidp;
+pub mod doctor;
 pub mod login;
 pub mod logout;
 pub mod profiles;

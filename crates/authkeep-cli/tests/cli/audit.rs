@@ -768,6 +768,8 @@ fn audit(store: Vec<(&'static str, String)>, sealed: bool) {
     audit.provider.clear();
     audit.run(&["status", "--json"]);
     audit.run(&["status"]);
+    audit.run(&["doctor"]);
+    audit.run(&["doctor", "--json"]);
 
     // Logouts: revoking, not revoking, the provider down.
     idp.clear_faults();

@@ -4,6 +4,7 @@
 mod audit;
 mod conformance;
 mod credential;
+mod doctor;
 mod engine;
 mod faults;
 mod harness;

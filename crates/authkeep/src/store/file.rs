@@ -421,6 +421,37 @@ impl FileStore {
         }
     }
 
+    /// Every part of the store that other users may read or change, as
+    /// reading would refuse it, whatever [`Self::with_insecure_permissions`]
+    /// allows: the directory, then each entry directly in it (records,
+    /// journals, lock files), in name order. Each is a
+    /// [`StoreError::InsecurePermissions`] naming its fix. Empty when there is
+    /// no directory yet. For a health check that shows every fix at once.
+    pub fn permission_problems_blocking(&self) -> Result<Vec<StoreError>, StoreError> {
+        let meta = match std::fs::metadata(&self.dir) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(StoreError::io("reading", self.dir.clone())(e)),
+        };
+        let mut problems: Vec<StoreError> =
+            check_private(&self.dir, &meta).err().into_iter().collect();
+        let mut paths = Vec::new();
+        for entry in std::fs::read_dir(&self.dir).map_err(StoreError::io("listing", &self.dir))? {
+            paths.push(entry.map_err(StoreError::io("listing", &self.dir))?.path());
+        }
+        paths.sort();
+        for path in paths {
+            match std::fs::metadata(&path) {
+                Ok(meta) => problems.extend(check_private(&path, &meta).err()),
+                // Removed since it was listed (a temporary file renamed), or a
+                // link to nothing: nothing there for others to read.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StoreError::io("reading", path)(e)),
+            }
+        }
+        Ok(problems)
+    }
+
     /// Moves a record that cannot be read aside (`<name>.json.corrupt-<time>`) so
     /// that a new login can proceed without deleting anything. Returns the new path.
     pub fn set_aside(&self, guard: &FileGuard, now: Timestamp) -> Result<PathBuf, StoreError> {
@@ -1434,6 +1465,40 @@ mod permission_tests {
                 .unwrap()
         );
         assert_eq!(mode(store.dir()), 0o700);
+    }
+
+    #[tokio::test]
+    async fn permission_problems_name_every_loose_part_with_its_fix() {
+        let missing = FileStore::new("/nonexistent/authkeep/sessions");
+        assert!(missing.permission_problems_blocking().unwrap().is_empty());
+        let (_home, store, key) = store_with_one().await;
+        assert!(store.permission_problems_blocking().unwrap().is_empty());
+        set_mode(&store.path(&key), 0o644);
+        set_mode(&store.dir().join("s.lock"), 0o640);
+        set_mode(store.dir(), 0o755);
+        // Reported whatever the store is allowed to use.
+        let allowed = store.clone().with_insecure_permissions(true);
+        let problems = allowed.permission_problems_blocking().unwrap();
+        let found: Vec<(PathBuf, u32, String)> = problems
+            .into_iter()
+            .map(|p| match p {
+                StoreError::InsecurePermissions {
+                    path, mode, fix, ..
+                } => (path, mode, fix),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let dir = store.dir().to_owned();
+        let fix = |mode: &str, path: &Path| format!("chmod {mode} {}", path.display());
+        assert_eq!(
+            found,
+            [
+                (dir.clone(), 0o755, fix("700", &dir)),
+                (dir.join("s.json"), 0o644, fix("600", &dir.join("s.json"))),
+                (dir.join("s.lock"), 0o640, fix("600", &dir.join("s.lock"))),
+            ]
+        );
+        assert_eq!(mode(&store.path(&key)), 0o644, "nothing was changed");
     }
 
     #[tokio::test]
