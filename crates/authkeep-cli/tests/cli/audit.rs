@@ -27,8 +27,8 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::IntoResponse as _;
 use serde_json::Value;
 
-use crate::harness::{Home, Idp, text, wait_until};
-use crate::login::{Running, recording_browser, word_after};
+use crate::harness::{Home, Idp, text};
+use crate::login::{Running, opened_url, recording_browser, word_after};
 use crate::oidc::fields_of;
 
 /// The confidential client's secret, known to the provider and given to
@@ -351,20 +351,19 @@ impl Audit<'_> {
 
     /// Runs a command that prints the stored access token of `profile`.
     fn run_printing(&mut self, args: &[&str], profile: &str) -> i32 {
-        let code = self.run_with(args, "", None);
+        self.run_printing_with(args, "", profile)
+    }
+
+    /// [`Self::run_printing`] with `stdin`.
+    fn run_printing_with(&mut self, args: &[&str], stdin: &str, profile: &str) -> i32 {
+        let code = self.run_with(args, stdin, None);
         // The token printed is the one stored once the command is done (a
         // sealed record does not show it: then the line printed is allowed).
         let stored = match self.sealed {
             false => self.home.record(profile)["access_token"]
                 .as_str()
                 .map(str::to_owned),
-            true => self
-                .ran
-                .last()
-                .and_then(|r| match serde_json::from_str::<Value>(&r.stdout) {
-                    Ok(printed) => printed["access_token"].as_str().map(str::to_owned),
-                    Err(_) => r.stdout.lines().next().map(str::to_owned),
-                }),
+            true => self.ran.last().and_then(|r| printed_token(&r.stdout)),
         };
         if let Some(last) = self.ran.last_mut() {
             last.allowed = stored;
@@ -387,6 +386,26 @@ impl Audit<'_> {
             allowed: None,
         });
     }
+}
+
+/// The access token a command printed: in its JSON (`token --json`, kubectl's
+/// ExecCredential, docker's credential), as git's `password=`, or alone on the
+/// first line.
+fn printed_token(stdout: &str) -> Option<String> {
+    if let Ok(printed) = serde_json::from_str::<Value>(stdout) {
+        return [
+            &printed["access_token"],
+            &printed["status"]["token"],
+            &printed["Secret"],
+        ]
+        .into_iter()
+        .find_map(|v| v.as_str().map(str::to_owned));
+    }
+    stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("password="))
+        .or_else(|| stdout.lines().next())
+        .map(str::to_owned)
 }
 
 /// What a browser does with the authorization URL: approves on the consent
@@ -569,8 +588,7 @@ fn audit(store: Vec<(&'static str, String)>, sealed: bool) {
     let mut envs = envs.clone();
     envs.push(("BROWSER", browser.as_str()));
     let login = Running::start(&home, &args, &envs);
-    wait_until("the browser to be opened", BOUND, || urls.exists());
-    let url = std::fs::read_to_string(&urls).unwrap().trim().to_owned();
+    let url = opened_url(&urls);
     secrets.add("an authorization code", &approve_in_browser(&url));
     audit.keep(args.join(" "), login.finish(), 0);
 
@@ -704,6 +722,30 @@ fn audit(store: Vec<(&'static str, String)>, sealed: bool) {
     assert_eq!(
         audit.run_printing(&["request", "-p", "web", "-v", deny.as_str()], "web"),
         5
+    );
+
+    // Credential helpers: git's and docker's, each handing out the token.
+    let config = home.path().join("config.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text = text.replacen(
+        "[profiles.dev]\n",
+        "[profiles.dev]\ncredential_hosts = [\"git.example.com\", \"registry.example.com\"]\n",
+        1,
+    );
+    std::fs::write(&config, text).unwrap();
+    let git_get = "protocol=https\nhost=git.example.com\n\n";
+    let git = ["credential", "git", "--profile", "dev", "get"];
+    assert_eq!(audit.run_printing_with(&git, git_get, "dev"), 0);
+    let docker = ["credential", "docker", "get"];
+    assert_eq!(
+        audit.run_printing_with(&docker, "https://registry.example.com", "dev"),
+        0
+    );
+    let erase = "protocol=https\nhost=git.example.com\nusername=x-access-token\npassword=rejected-token-value\n\n";
+    audit.run_with(
+        &["credential", "git", "--profile", "dev", "erase"],
+        erase,
+        None,
     );
 
     // Status and profiles.

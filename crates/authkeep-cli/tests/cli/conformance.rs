@@ -5,14 +5,13 @@
 
 use std::process::Stdio;
 
-use crate::harness::{Home, wait_until};
-use crate::login::{Running, login_with_token, recording_browser, stored, word_after};
+use crate::harness::Home;
+use crate::login::{Running, login_with_token, opened_url, recording_browser, stored, word_after};
 use crate::oidc::{
     OidcProvider, Options, PUBLIC_CLIENT, SERVICE_AUDIENCE, SERVICE_CLIENT, SERVICE_SCOPE,
     SERVICE_SECRET,
 };
 
-const BOUND: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[test]
 fn a_device_login_refreshes_across_rotations_and_logout_revokes() {
@@ -96,8 +95,7 @@ fn a_browser_login_goes_through_the_providers_pages() {
         ],
         &[("BROWSER", &script)],
     );
-    wait_until("the browser to be opened", BOUND, || urls.exists());
-    let url = std::fs::read_to_string(&urls).unwrap().trim().to_owned();
+    let url = opened_url(&urls);
     let location = provider.authorize(&url);
     assert!(
         location.contains("code=") && location.contains("iss="),

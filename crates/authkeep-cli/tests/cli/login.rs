@@ -145,6 +145,15 @@ fn approve_in_browser(authorization_url: &str) -> (u16, String) {
     (landed.status().as_u16(), landed.text().unwrap())
 }
 
+/// The URL the recording browser was given, once it is written whole (the
+/// file exists before its line is in it).
+pub fn opened_url(file: &std::path::Path) -> String {
+    wait_until("the browser to be opened", BOUND, || {
+        std::fs::read_to_string(file).is_ok_and(|text| text.ends_with('\n'))
+    });
+    std::fs::read_to_string(file).unwrap().trim().to_owned()
+}
+
 /// A `BROWSER` that writes the URL it is given into `file`.
 pub fn recording_browser(home: &Home, file: &std::path::Path) -> String {
     let script = home.input(
@@ -303,8 +312,7 @@ fn a_browser_login_opens_the_browser_checks_the_redirect_and_shows_a_page() {
         ],
         &[("BROWSER", &browser)],
     );
-    wait_until("the browser to be opened", BOUND, || urls.exists());
-    let url = std::fs::read_to_string(&urls).unwrap().trim().to_owned();
+    let url = opened_url(&urls);
     assert!(
         url.starts_with(&format!("{}/authorize?", idp.issuer())),
         "{url}"
