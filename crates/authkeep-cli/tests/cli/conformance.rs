@@ -12,7 +12,6 @@ use crate::oidc::{
     SERVICE_SECRET,
 };
 
-
 #[test]
 fn a_device_login_refreshes_across_rotations_and_logout_revokes() {
     let provider = OidcProvider::start_with(Options {
