@@ -2,6 +2,8 @@
 
 pub mod demo;
 pub mod devidp;
+pub mod exec;
+pub mod kubectl;
 pub mod login;
 pub mod logout;
 pub mod profiles;

@@ -4,8 +4,10 @@
 mod audit;
 mod conformance;
 mod engine;
+mod exec;
 mod faults;
 mod harness;
+mod kube;
 mod login;
 mod oidc;
 mod permissions;
