@@ -137,7 +137,7 @@ fn serve_warm(args: &[OsString]) -> Option<ExitCode> {
     let (invocation, output) = match common::CommonToken::read(rest, |_| false) {
         Some(invocation) => (invocation, Output::Token),
         None => {
-            let (invocation, api) = kube::read_common(rest, kube::ExecInfo::from_environment())?;
+            let (invocation, api) = kube::read_common(rest, kube::ExecInfo::from_environment)?;
             (invocation, Output::Credential(api))
         }
     };

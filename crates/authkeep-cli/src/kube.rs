@@ -109,14 +109,15 @@ impl ExecInfo {
 /// Reads the common `authkeep kubectl` command line without clap, for the
 /// front: `kubectl` with any of `--profile NAME` (`-p NAME`, `--profile=NAME`),
 /// `--login`, `-v`/`--verbose` or `-q`/`--quiet`, each at most once, and a
-/// readable `KUBERNETES_EXEC_INFO` (`info`). Anything else is `None`, for the
+/// readable `KUBERNETES_EXEC_INFO` (`info` reads it, only for such a line).
+/// Anything else is `None`, for the
 /// full binary. The answer is the common token line it amounts to (never
 /// `--json`), and the API version to answer in. `--login` changes nothing
 /// where a token is served without a refresh, the only case the front serves.
 #[allow(dead_code, reason = "the front's; the full binary parses with clap")]
 pub fn read_common(
     args: &[OsString],
-    info: Result<ExecInfo, String>,
+    info: impl FnOnce() -> Result<ExecInfo, String>,
 ) -> Option<(CommonToken, &'static str)> {
     let mut rest = args.iter().map(|a| a.to_str());
     if rest.next()? != Some("kubectl") {
@@ -141,7 +142,7 @@ pub fn read_common(
             return None;
         }
     }
-    let info = info.ok()?;
+    let info = info().ok()?;
     let invocation = CommonToken {
         profile,
         json: false,
@@ -255,7 +256,7 @@ mod tests {
 
     #[test]
     fn the_common_kubectl_line() {
-        let ok = || Ok(ExecInfo::default());
+        let ok = || || Ok(ExecInfo::default());
         let (common, api) = read_common(&os(&["kubectl", "-p", "work", "--login"]), ok()).unwrap();
         assert_eq!(common.profile.as_deref(), Some("work"));
         assert!(!common.json && !common.verbose && !common.quiet);
@@ -277,6 +278,6 @@ mod tests {
             assert!(read_common(&os(left), ok()).is_none(), "{left:?}");
         }
         // Malformed exec info goes to the full binary, which reports it.
-        assert!(read_common(&os(&["kubectl"]), Err("bad".into())).is_none());
+        assert!(read_common(&os(&["kubectl"]), || Err("bad".into())).is_none());
     }
 }

@@ -631,6 +631,7 @@ mod tests {
         }
     }
 
+    #[cfg(unix)]
     #[test]
     fn exit_codes_pass_the_childs_on() {
         use std::os::unix::process::ExitStatusExt as _;

@@ -146,11 +146,10 @@ impl Api {
 
 impl Drop for Api {
     fn drop(&mut self) {
-        // Shut down here, on the test's thread, before the provider it holds
-        // a reference to is dropped by the test.
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
+        // Dropped here, on the test's thread, which waits for its tasks to be
+        // dropped: the provider they hold a reference to is then dropped by the
+        // test, outside any runtime.
+        drop(self.runtime.take());
     }
 }
 
