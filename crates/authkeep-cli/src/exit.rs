@@ -74,6 +74,27 @@ pub struct Interrupted {
     pub message: String,
 }
 
+/// `exec`: the child's exit code, passed on (128 + N for a child killed by
+/// signal N); or 126/127 for a command that could not be started, with
+/// `message` saying why. An empty message prints nothing.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ChildExit {
+    /// The exit code to end with.
+    pub code: u8,
+    /// What to say on stderr, if anything.
+    pub message: String,
+}
+
+/// Whether an error ends the command without an error line: a closed stdout,
+/// or a child's own exit code passed on.
+pub fn is_silent(error: &anyhow::Error) -> bool {
+    error.downcast_ref::<StdoutClosed>().is_some()
+        || error
+            .downcast_ref::<ChildExit>()
+            .is_some_and(|e| e.message.is_empty())
+}
+
 /// The exit code and the `--json` error class for an error.
 pub fn classify(error: &anyhow::Error) -> (u8, &'static str) {
     for cause in error.chain() {
@@ -101,6 +122,9 @@ pub fn classify(error: &anyhow::Error) -> (u8, &'static str) {
         }
         if let Some(e) = cause.downcast_ref::<Interrupted>() {
             return (128u8.saturating_add(e.signal), "interrupted");
+        }
+        if let Some(e) = cause.downcast_ref::<ChildExit>() {
+            return (e.code, "child");
         }
         if cause.downcast_ref::<StdoutClosed>().is_some() {
             return (UNEXPECTED, "stdout_closed");

@@ -8,6 +8,9 @@
 //! process's refresh; and it hands every other command line, unchanged, to the
 //! full binary `authkeep-main` installed beside it, which decides everything again.
 //!
+//! `authkeep kubectl [--profile NAME] [--login] [-q]` is served alike, with the
+//! token printed as kubectl's `ExecCredential` (`kube.rs`).
+//!
 //! It reads `config.toml` itself, only the keys that change the decision
 //! (`default_profile`, `insecure_permissions`, the refresh threshold and fraction
 //! at the top level and in the profile's table), and chooses the profile and policy with the same
@@ -37,6 +40,7 @@ use serde::de::IgnoredAny;
 
 mod common;
 mod handover;
+mod kube;
 // The front uses only the names of the settings; the full binary uses the rest.
 #[allow(dead_code)]
 mod names;
@@ -103,6 +107,15 @@ impl QuickConfig {
     }
 }
 
+/// What the front prints when it serves a token.
+#[derive(Clone, Copy)]
+enum Output {
+    /// `authkeep token`: the token, or its JSON object.
+    Token,
+    /// `authkeep kubectl`: an `ExecCredential` of this API version.
+    Credential(&'static str),
+}
+
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
     match serve_warm(&args) {
@@ -124,7 +137,14 @@ fn main() -> ExitCode {
 fn serve_warm(args: &[OsString]) -> Option<ExitCode> {
     // The front reads the setting variables itself (below), so none of them
     // sends the command line to clap; the timeouts cannot change the decision.
-    let invocation = common::CommonToken::read(args.get(1..).unwrap_or_default(), |_| false)?;
+    let rest = args.get(1..).unwrap_or_default();
+    let (invocation, output) = match common::CommonToken::read(rest, |_| false) {
+        Some(invocation) => (invocation, Output::Token),
+        None => {
+            let (invocation, api) = kube::read_common(rest, kube::ExecInfo::from_environment)?;
+            (invocation, Output::Credential(api))
+        }
+    };
     if invocation.verbose {
         return None;
     }
@@ -171,7 +191,13 @@ fn serve_warm(args: &[OsString]) -> Option<ExitCode> {
     if matches!(decision, Decision::Refresh { .. }) && store.is_locked_blocking(&key).ok()? {
         if !store.wait_for_release_blocking(&key, lock_timeout).ok()? {
             let record = loaded.map(|v| v.record).unwrap_or_default();
-            return Some(lock_timed_out(&invocation, &key, &record, lock_timeout));
+            return Some(lock_timed_out(
+                &invocation,
+                output,
+                &key,
+                &record,
+                lock_timeout,
+            ));
         }
         (loaded, decision) = store.warm(&key, &policy, Demand::new(), clock.now()).ok()?;
     }
@@ -179,7 +205,7 @@ fn serve_warm(args: &[OsString]) -> Option<ExitCode> {
     let (Decision::UseStored(UseReason::Valid), Some(tokens)) = (decision, tokens) else {
         return None;
     };
-    Some(print(&invocation, &key, tokens, clock.now()))
+    Some(print(&invocation, output, &key, tokens, clock.now()))
 }
 
 /// A setting variable: `Some(None)` when unset, `Some(Some(value))` when set;
@@ -206,18 +232,24 @@ fn quick_config(path: &Path) -> Option<QuickConfig> {
 /// Prints the token and returns the exit code.
 fn print(
     invocation: &CommonToken,
+    output: Output,
     key: &SessionKey,
     tokens: &TokenSet,
     now: Timestamp,
 ) -> ExitCode {
-    let printed = common::print_token(
-        &tokens.access_token,
-        &tokens.token_type,
-        tokens.expires_at,
-        key,
-        now,
-        invocation.json,
-    );
+    let printed = match output {
+        Output::Token => common::print_token(
+            &tokens.access_token,
+            &tokens.token_type,
+            tokens.expires_at,
+            key,
+            now,
+            invocation.json,
+        ),
+        Output::Credential(api) => {
+            kube::print_credential(api, &tokens.access_token, tokens.expires_at)
+        }
+    };
     match printed {
         Ok(()) => ExitCode::SUCCESS,
         // The reader went away: nothing was delivered, and nobody is listening.
@@ -235,6 +267,7 @@ fn print(
 /// full binary says it.
 fn lock_timed_out(
     invocation: &CommonToken,
+    output: Output,
     key: &SessionKey,
     record: &Record,
     waited: Duration,
@@ -246,7 +279,7 @@ fn lock_timed_out(
                 let warning = common::lock_timeout_warning(key, waited);
                 common::stderr_line(&format!("authkeep: {warning}"));
             }
-            print(invocation, key, tokens, now)
+            print(invocation, output, key, tokens, now)
         }
         None => {
             let timeout = StoreError::LockTimeout {

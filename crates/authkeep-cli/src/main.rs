@@ -15,6 +15,7 @@ mod common;
 mod config;
 mod exit;
 mod interrupt;
+mod kube;
 mod names;
 mod printer;
 mod progress;
@@ -63,6 +64,10 @@ enum Command {
     Store(commands::store::Args),
     #[command(about = commands::request::ABOUT, after_help = commands::request::AFTER_HELP)]
     Request(commands::request::Args),
+    #[command(about = commands::kubectl::ABOUT, after_help = commands::kubectl::AFTER_HELP)]
+    Kubectl(commands::kubectl::Args),
+    #[command(about = commands::exec::ABOUT, after_help = commands::exec::AFTER_HELP)]
+    Exec(commands::exec::Args),
     /// Watch authkeep keep a session alive against a built-in identity provider (about a minute).
     Demo(commands::demo::Args),
     /// Run the development identity provider (loopback only; for tests and demos, never production).
@@ -88,6 +93,8 @@ fn main() -> ExitCode {
         Command::Profiles(args) => (args.json, commands::profiles::run(args, level)),
         Command::Store(args) => (false, commands::store::run(args, level)),
         Command::Request(args) => (false, commands::request::run(args, level)),
+        Command::Kubectl(args) => (false, commands::kubectl::run(args, level)),
+        Command::Exec(args) => (false, commands::exec::run(args, level)),
         Command::Demo(args) => (false, commands::demo::run(args)),
         Command::Devidp(args) => (false, commands::devidp::run(args)),
         Command::Credential(args) => (false, commands::credential::run(args, level)),
@@ -99,7 +106,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::from(exit::SUCCESS),
         Err(error) => {
             let (code, class) = exit::classify(&error);
-            if error.downcast_ref::<exit::StdoutClosed>().is_none() {
+            if !exit::is_silent(&error) {
                 common::report_error(json, class, &exit::one_line(&error));
             }
             ExitCode::from(code)

@@ -32,6 +32,13 @@ pub const ENV_INSECURE_KEYRING_FALLBACK: &str = "AUTHKEEP_INSECURE_KEYRING_FALLB
 /// read or change (`1`), instead of refusing it.
 pub const ENV_INSECURE_PERMISSIONS: &str = "AUTHKEEP_INSECURE_PERMISSIONS";
 
+/// `KUBERNETES_EXEC_INFO`: what kubectl tells `authkeep kubectl` (set by kubectl).
+pub const ENV_KUBERNETES_EXEC_INFO: &str = "KUBERNETES_EXEC_INFO";
+/// `authkeep exec`: the variable that hands the child its token, by default.
+pub const DEFAULT_TOKEN_VARIABLE: &str = "AUTHKEEP_ACCESS_TOKEN";
+/// `authkeep exec --token-file`: the variable that tells the child the file's path.
+pub const ENV_TOKEN_FILE: &str = "AUTHKEEP_TOKEN_FILE";
+
 /// The keys of `config.toml`'s top level.
 pub const CONFIG_KEYS: [&str; 11] = [
     "default_profile",

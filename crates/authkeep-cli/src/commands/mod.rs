@@ -5,6 +5,8 @@ pub mod credential;
 pub mod demo;
 pub mod devidp;
 pub mod doctor;
+pub mod exec;
+pub mod kubectl;
 pub mod login;
 pub mod logout;
 pub mod profiles;

@@ -114,14 +114,15 @@ pub fn status_lines(level: Level) -> impl Fn(&Event) + Send + Sync + 'static {
     }
 }
 
-fn needs_login(error: &anyhow::Error) -> bool {
+/// Whether an error says the profile needs a login.
+pub fn needs_login(error: &anyhow::Error) -> bool {
     error
         .downcast_ref::<authkeep::Error>()
         .is_some_and(authkeep::Error::is_login_required)
 }
 
 /// Whether a person is at the terminal to log in.
-fn interactive() -> bool {
+pub fn interactive() -> bool {
     use std::io::IsTerminal as _;
     std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
 }

@@ -724,6 +724,28 @@ fn audit(store: Vec<(&'static str, String)>, sealed: bool) {
         5
     );
 
+    // kubectl's credential plugin (the front and the full binary), and exec.
+    assert_eq!(audit.run_printing(&["kubectl", "-p", "dev"], "dev"), 0);
+    assert_eq!(
+        audit.run_printing(&["kubectl", "-p", "dev", "--min-valid", "2h", "-v"], "dev"),
+        0
+    );
+    let token_file = home.path().join("exec-token");
+    let token_file = token_file.to_str().unwrap();
+    audit.expect(
+        0,
+        &[
+            "exec",
+            "-p",
+            "dev",
+            "--token-file",
+            token_file,
+            "--",
+            "true",
+        ],
+    );
+    audit.expect(3, &["exec", "-p", "nobody", "--", "true"]);
+
     // Credential helpers: git's and docker's, each handing out the token.
     let config = home.path().join("config.toml");
     let mut text = std::fs::read_to_string(&config).unwrap();

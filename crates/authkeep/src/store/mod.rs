@@ -26,6 +26,10 @@ pub use file::{FileGuard, FileStore, SECRET_FIELDS, SealError, Sealer};
 pub use keyring::{InKeyring, KEYRING_SERVICE, Vault, VaultError};
 pub use memory::{MemoryGuard, MemoryStore};
 
+/// Replaces a file atomically with private (0600) content, as the file store
+/// writes its records; for programs that keep a secret in a file of their own.
+pub use crate::lock::write_atomically;
+
 /// Proof that a session's lock is held.
 pub trait Guard: Send + Sync + std::fmt::Debug {
     /// The session the lock is for.
