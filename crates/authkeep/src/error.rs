@@ -119,6 +119,25 @@ pub enum StoreError {
         /// The shell command that fixes it (`chmod 600 /path/x.json`).
         fix: String,
     },
+    /// The lease on the session (a database store's lock) ran out and another
+    /// owner took it over: nothing was written, so that a late holder never
+    /// overwrites a newer session (fencing).
+    #[error("the lease on session {0} ran out and was taken over; nothing was written")]
+    LeaseLost(String),
+    /// The session's name cannot be used by this store (the file store takes
+    /// only profile names, which name files safely).
+    #[error(
+        "session {0:?} cannot be kept in a file store, whose names are 1 to 64 of A-Z a-z 0-9 . _ -"
+    )]
+    KeyNotStorable(String),
+    /// A database store cannot be reached (connection refused, pool time-out):
+    /// nothing was changed.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// A database store failed otherwise; the text names the account and what
+    /// went wrong, never a secret. Nothing was changed.
+    #[error("{0}")]
+    Database(String),
     /// An I/O error on a named file.
     #[error("{action} {}: {source}", path.display())]
     Io {
@@ -361,12 +380,16 @@ impl Error {
 }
 
 impl StoreError {
-    /// Whether trying again later may succeed: a lock wait that ran out, or a
-    /// record another writer changed meanwhile.
+    /// Whether trying again later may succeed: a lock wait that ran out, a
+    /// record another writer changed meanwhile, a lease another owner took
+    /// over, a database that cannot be reached.
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            StoreError::LockTimeout { .. } | StoreError::Conflict(_)
+            StoreError::LockTimeout { .. }
+                | StoreError::Conflict(_)
+                | StoreError::LeaseLost(_)
+                | StoreError::Unavailable(_)
         )
     }
 
@@ -382,6 +405,8 @@ impl StoreError {
             StoreError::LockTimeout { .. } => "lock_timeout",
             StoreError::Conflict(_) => "conflict",
             StoreError::InsecurePermissions { .. } => "insecure_permissions",
+            StoreError::LeaseLost(_) => "lease_lost",
+            StoreError::Unavailable(_) => "store_unavailable",
             _ => "store",
         }
     }

@@ -100,7 +100,10 @@ pub use resource::ResourceAccess;
 pub use secret::{
     AccessToken, AuthorizationCode, ClientSecret, DeviceCode, IdToken, PkceVerifier, RefreshToken,
 };
-pub use session::{Client, ClientAuth, Failure, Health, Record, Renewal, SessionKey, Versioned};
+pub use session::{
+    Client, ClientAuth, Failure, Health, InvalidAccountId, InvalidSessionKey, Record, Renewal,
+    SessionKey, Versioned,
+};
 pub use shield::Shield;
 pub use store::{FileStore, MemoryStore, Store};
 pub use token::{ExpirySource, Origin, TokenResponse, TokenSet};

@@ -10,22 +10,39 @@ use crate::token::{ExpirySource, TokenSet, saturating_add, saturating_sub, trunc
 
 /// A session's name: a CLI profile or a backend's account id.
 ///
-/// Names are `[A-Za-z0-9._-]{1,64}` and never a path (`.` and `..` are refused), so
-/// they can name files safely.
+/// Profile names ([`SessionKey::new`]) are `[A-Za-z0-9._-]{1,64}` and never a
+/// path (`.` and `..` are refused), so they can name files safely. Account ids
+/// ([`SessionKey::account`]) are wider, for stores that do not name files after
+/// sessions (a database): the file store refuses those it cannot name
+/// ([`SessionKey::fits_file_name`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionKey(String);
 
 impl SessionKey {
     /// Validates a session name.
     pub fn new(name: &str) -> Result<Self, InvalidSessionKey> {
-        let valid_chars = name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-        if (1..=64).contains(&name.len()) && valid_chars && !name.bytes().all(|b| b == b'.') {
+        if is_file_name(name) {
             Ok(Self(name.to_owned()))
         } else {
             Err(InvalidSessionKey(name.chars().take(80).collect()))
         }
+    }
+
+    /// Validates an account id: 1 to 256 printable ASCII characters (space
+    /// included) other than `/`. Every profile name is one.
+    pub fn account(id: &str) -> Result<Self, InvalidAccountId> {
+        let printable = id.bytes().all(|b| matches!(b, b' '..=b'~') && b != b'/');
+        if (1..=256).contains(&id.len()) && printable {
+            Ok(Self(id.to_owned()))
+        } else {
+            Err(InvalidAccountId(id.chars().take(80).collect()))
+        }
+    }
+
+    /// Whether the name is also a profile name (`[A-Za-z0-9._-]{1,64}`, not
+    /// all dots), which the file store can use as a file name.
+    pub fn fits_file_name(&self) -> bool {
+        is_file_name(&self.0)
     }
 
     /// The name.
@@ -40,10 +57,22 @@ impl std::fmt::Display for SessionKey {
     }
 }
 
+fn is_file_name(name: &str) -> bool {
+    let valid_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    (1..=64).contains(&name.len()) && valid_chars && !name.bytes().all(|b| b == b'.')
+}
+
 /// A session name that is not `[A-Za-z0-9._-]{1,64}`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid profile name {0:?}: use 1 to 64 of A-Z a-z 0-9 . _ - (not a path)")]
 pub struct InvalidSessionKey(String);
+
+/// An account id that is not 1 to 256 printable ASCII characters without `/`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid account id {0:?}: use 1 to 256 printable ASCII characters, not /")]
+pub struct InvalidAccountId(String);
 
 /// How the client authenticates at the token endpoint.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -380,6 +409,29 @@ mod tests {
             "a\\b",
         ] {
             assert!(SessionKey::new(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn account_ids_are_wider_but_the_file_store_is_told_apart() {
+        for ok in [
+            "user@example.com",
+            "a b",
+            "tenant:42|x",
+            "..",
+            &"a".repeat(256),
+        ] {
+            let key = SessionKey::account(ok).unwrap();
+            assert_eq!(key.as_str(), ok);
+            assert!(!key.fits_file_name(), "{ok}");
+        }
+        assert!(SessionKey::account("default").unwrap().fits_file_name());
+        for bad in ["", "a/b", "é", "tab\there", "nl\n", &"a".repeat(257)] {
+            let error = SessionKey::account(bad).unwrap_err();
+            assert!(
+                error.to_string().starts_with("invalid account id"),
+                "{error}"
+            );
         }
     }
 }

@@ -356,14 +356,19 @@ impl Encrypting {
     }
 }
 
-impl Sealer for Encrypting {
-    fn seal(&self, key: &SessionKey, secrets: &[u8]) -> Result<Value, SealError> {
+impl Encrypting {
+    /// Seals `secrets` with the current key, bound to `context` (the AEAD's
+    /// associated data): what is sealed for one context does not open for
+    /// another. [`Sealer::seal`] uses the session's name as the context; other
+    /// stores (a database) name their own, so that nothing sealed for one kind
+    /// of entry opens as another.
+    pub fn seal_with(&self, context: &[u8], secrets: &[u8]) -> Result<Value, SealError> {
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut nonce)
             .map_err(|e| SealError(format!("the system's random number generator failed: {e}")))?;
         let payload = Payload {
             msg: secrets,
-            aad: key.as_str().as_bytes(),
+            aad: context,
         };
         let ciphertext = self
             .current
@@ -378,7 +383,13 @@ impl Sealer for Encrypting {
         }))
     }
 
-    fn open(&self, key: &SessionKey, sealed: &Value) -> Result<Zeroizing<Vec<u8>>, SealError> {
+    /// Opens what [`Self::seal_with`] sealed for `context`, with whichever of
+    /// its keys the value names.
+    pub fn open_with(
+        &self,
+        context: &[u8],
+        sealed: &Value,
+    ) -> Result<Zeroizing<Vec<u8>>, SealError> {
         let field = |name: &str| sealed.get(name).and_then(Value::as_str);
         match field("kind") {
             Some(KIND) => {}
@@ -415,7 +426,7 @@ impl Sealer for Encrypting {
             .ok_or_else(|| SealError("its sealed secrets have no valid ciphertext".into()))?;
         let payload = Payload {
             msg: &ciphertext,
-            aad: key.as_str().as_bytes(),
+            aad: context,
         };
         store_key
             .cipher()
@@ -426,6 +437,16 @@ impl Sealer for Encrypting {
                     "its secrets do not decrypt with key {id} (wrong key or altered file)"
                 ))
             })
+    }
+}
+
+impl Sealer for Encrypting {
+    fn seal(&self, key: &SessionKey, secrets: &[u8]) -> Result<Value, SealError> {
+        self.seal_with(key.as_str().as_bytes(), secrets)
+    }
+
+    fn open(&self, key: &SessionKey, sealed: &Value) -> Result<Zeroizing<Vec<u8>>, SealError> {
+        self.open_with(key.as_str().as_bytes(), sealed)
     }
 
     fn describe(&self) -> String {

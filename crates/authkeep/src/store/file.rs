@@ -226,6 +226,7 @@ impl FileStore {
     /// Reads a session synchronously: the warm path of a one-shot command needs no
     /// async runtime.
     pub fn load_blocking(&self, key: &SessionKey) -> Result<Option<Versioned>, StoreError> {
+        check_key(key)?;
         self.check_dir()?;
         let path = self.path(key);
         let Some(bytes) = self.read_private(&path)? else {
@@ -289,6 +290,7 @@ impl FileStore {
 
     /// Whether another process holds the session's lock (is refreshing it).
     pub fn is_locked_blocking(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        check_key(key)?;
         FileLock::is_held(&self.lock_path(key))
     }
 
@@ -299,6 +301,7 @@ impl FileStore {
         key: &SessionKey,
         wait: Duration,
     ) -> Result<bool, StoreError> {
+        check_key(key)?;
         FileLock::wait_for_release_blocking(&self.lock_path(key), wait)
     }
 
@@ -503,6 +506,7 @@ impl FileStore {
 
     /// The stored record's generation and sealed secrets, if it is sealed.
     fn stored_header(&self, key: &SessionKey) -> Result<Option<(u64, Option<Value>)>, StoreError> {
+        check_key(key)?;
         let path = self.path(key);
         let Some(bytes) = read_if_exists(&path)? else {
             return Ok(None);
@@ -538,6 +542,17 @@ struct Tombstone {
 struct IssuerEntry {
     issuer: String,
     clock_skew_secs: Option<i64>,
+}
+
+/// Refuses a session whose name is not a profile name (an account id with
+/// characters no file name may hold, or too long for one): the file store
+/// names its files after sessions and never encodes them.
+fn check_key(key: &SessionKey) -> Result<(), StoreError> {
+    if key.fits_file_name() {
+        Ok(())
+    } else {
+        Err(StoreError::KeyNotStorable(key.to_string()))
+    }
 }
 
 fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
@@ -606,6 +621,7 @@ impl Store for FileStore {
     }
 
     async fn try_lock(&self, key: &SessionKey) -> Result<Option<FileGuard>, StoreError> {
+        check_key(key)?;
         self.ensure_dir()?;
         let Some(lock) = FileLock::try_acquire(&self.lock_path(key))? else {
             return Ok(None);
@@ -619,6 +635,7 @@ impl Store for FileStore {
     }
 
     async fn wait_for_release(&self, key: &SessionKey, wait: Duration) -> Result<bool, StoreError> {
+        check_key(key)?;
         self.ensure_dir()?;
         FileLock::wait_for_release(&self.lock_path(key), wait).await
     }
@@ -737,12 +754,24 @@ impl Store for FileStore {
     }
 }
 
-/// A problem found while decoding, before the file name is attached.
-enum Problem {
+/// Why a record could not be decoded ([`decode_record`]). No text holds any
+/// of the record's content.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecordProblem {
+    /// It is not a record: what is wrong, without its content.
+    #[error("it is corrupt ({0})")]
     Corrupt(String),
+    /// It has a format version newer than this build understands.
+    #[error("it has format version {0}, newer than this authkeep understands ({FORMAT_VERSION})")]
     Newer(u64),
+    /// Its sealed secrets cannot be opened (wrong key, altered, not sealed
+    /// here).
+    #[error("cannot open its secrets: {0}")]
     Sealed(String),
 }
+
+use RecordProblem as Problem;
 
 impl Problem {
     fn at(self, path: PathBuf) -> StoreError {
@@ -758,7 +787,8 @@ impl Problem {
 #[derive(Serialize)]
 struct OnDisk<'a> {
     version: u64,
-    generation: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    generation: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     issuer: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -802,11 +832,47 @@ struct OnDisk<'a> {
     health: &'a Health,
 }
 
+/// A record in the file store's format, compact, without a generation (a
+/// store that keeps generations elsewhere keeps them there), its secret
+/// fields sealed by `sealer` for session `key` when one is given (and
+/// [`Sealer::seals`]). [`decode_record`] reads it back.
+pub fn encode_record(
+    record: &Record,
+    sealer: Option<&dyn Sealer>,
+    key: &SessionKey,
+) -> Result<Vec<u8>, SealError> {
+    let value = encode_value(record, None, sealer.map(|s| (s, key)))?;
+    // A JSON value always serializes.
+    Ok(serde_json::to_vec(&value).expect("a record always serializes"))
+}
+
+/// Reads a record that [`encode_record`] (or the file store) wrote, as
+/// leniently as the file store reads; sealed secrets are opened with `sealer`
+/// for session `key`.
+pub fn decode_record(
+    bytes: &[u8],
+    sealer: Option<&dyn Sealer>,
+    key: &SessionKey,
+) -> Result<Record, RecordProblem> {
+    decode(bytes, sealer.map(|s| (s, key))).map(|v| v.record)
+}
+
 fn encode(
     record: &Record,
     generation: u64,
     sealer: Option<(&dyn Sealer, &SessionKey)>,
 ) -> Result<Vec<u8>, SealError> {
+    let value = encode_value(record, Some(generation), sealer)?;
+    let mut bytes = serde_json::to_vec_pretty(&value).expect("a record always serializes");
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+fn encode_value(
+    record: &Record,
+    generation: Option<u64>,
+    sealer: Option<(&dyn Sealer, &SessionKey)>,
+) -> Result<Value, SealError> {
     let client = record.client.as_ref();
     let tokens = record.tokens.as_ref();
     let on_disk = OnDisk {
@@ -852,9 +918,7 @@ fn encode(
         let plain = Zeroizing::new(serde_json::to_vec(&secrets).expect("strings always serialize"));
         map.insert("sealed".to_owned(), sealer.seal(key, &plain)?);
     }
-    let mut bytes = serde_json::to_vec_pretty(&value).expect("a record always serializes");
-    bytes.push(b'\n');
-    Ok(bytes)
+    Ok(value)
 }
 
 /// The record's JSON object, its format version checked; secrets unopened.
@@ -1662,5 +1726,29 @@ mod reread_tests {
         std::fs::write(store.path(&key), &old_bytes).unwrap();
         let error = store.load(&key).await.unwrap_err();
         assert!(error.to_string().contains("the entry is gone"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn account_ids_that_cannot_name_a_file_are_refused_and_nothing_is_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path().join("sessions"));
+        for id in ["user@example.com", "..", "a b", &"x".repeat(65)] {
+            let key = SessionKey::account(id).unwrap();
+            let refused = |result: Result<(), StoreError>| {
+                let Err(StoreError::KeyNotStorable(name)) = result else {
+                    panic!("{id}: {result:?}");
+                };
+                assert_eq!(name, id);
+            };
+            refused(store.load(&key).await.map(drop));
+            refused(store.try_lock(&key).await.map(drop));
+            refused(store.wait_for_release(&key, Duration::ZERO).await.map(drop));
+            refused(store.sealed_kind_blocking(&key).map(drop));
+            refused(store.is_locked_blocking(&key).map(drop));
+        }
+        assert!(!dir.path().join("sessions").exists(), "nothing was created");
+        // An account id that is also a profile name works as one.
+        let key = SessionKey::account("alice").unwrap();
+        assert!(store.try_lock(&key).await.unwrap().is_some());
     }
 }

@@ -21,7 +21,10 @@ mod keyring;
 mod memory;
 
 pub use encrypted::{Encrypting, KeyError, KeyProblem, Rekeyed, StoreKey, rekey, rekey_with};
-pub use file::{FileGuard, FileStore, SECRET_FIELDS, SealError, Sealer};
+pub use file::{
+    FileGuard, FileStore, RecordProblem, SECRET_FIELDS, SealError, Sealer, decode_record,
+    encode_record,
+};
 #[cfg(feature = "keyring")]
 pub use keyring::{InKeyring, KEYRING_SERVICE, Vault, VaultError};
 pub use memory::{MemoryGuard, MemoryStore};
