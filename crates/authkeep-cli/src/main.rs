@@ -13,6 +13,7 @@ mod browser;
 mod commands;
 mod common;
 mod config;
+mod database;
 mod exit;
 mod interrupt;
 mod names;
@@ -67,6 +68,12 @@ enum Command {
     Demo(commands::demo::Args),
     /// Run the development identity provider (loopback only; for tests and demos, never production).
     Devidp(commands::devidp::Args),
+    /// Keep every account of a database store alive and serve their tokens over a local API.
+    Agent(commands::agent::AgentArgs),
+    /// The OAuth clients that accounts of a database store share (add, list, remove).
+    Clients(commands::accounts::ClientsArgs),
+    /// The accounts of a database store (import, add, list, remove).
+    Accounts(commands::accounts::AccountsArgs),
 }
 
 fn main() -> ExitCode {
@@ -82,6 +89,9 @@ fn main() -> ExitCode {
         Command::Request(args) => (false, commands::request::run(args, level)),
         Command::Demo(args) => (false, commands::demo::run(args)),
         Command::Devidp(args) => (false, commands::devidp::run(args)),
+        Command::Agent(args) => (false, commands::agent::run(args)),
+        Command::Clients(args) => (false, commands::accounts::run_clients(args)),
+        Command::Accounts(args) => (false, commands::accounts::run_accounts(args)),
     };
     match result {
         Ok(()) => ExitCode::from(exit::SUCCESS),
