@@ -38,8 +38,9 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --locked -q
 # Tests and examples run on a private session bus with the keyring started
-# there; both end with it.
-dbus-run-session -- scripts/with-secret-service.sh bash -euo pipefail -c '
+# there, and with a PostgreSQL server of their own for the database stores
+# (scripts/with-postgres.sh); all end with them.
+dbus-run-session -- scripts/with-secret-service.sh scripts/with-postgres.sh bash -euo pipefail -c '
   cargo test --workspace --all-features --locked
   for example in $(ls crates/authkeep/examples | sed -n "s/\.rs$//p"); do
     echo "example $example:"

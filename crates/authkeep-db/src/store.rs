@@ -505,6 +505,8 @@ impl DbStore {
             return Ok(None);
         };
         // From here the lease is ours: a guard releases it whatever happens.
+        // `tokio::spawn` and `Handle::current` below need a Tokio runtime, which
+        // cannot be missing here: the query above ran on sqlx's Tokio runtime.
         let lost = Arc::new(AtomicBool::new(false));
         let renewer = {
             let store = self.clone();

@@ -163,11 +163,14 @@ async fn claims_never_overlap(one: DbStore, two: DbStore) {
         })
         .collect();
     one.put_accounts(logins, now).await.unwrap();
+    let start = Arc::new(tokio::sync::Barrier::new(2));
     let claim_all = |store: DbStore| {
+        let start = Arc::clone(&start);
         tokio::spawn(async move {
+            start.wait().await;
             let mut claimed = Vec::new();
             loop {
-                let batch = store.claim_due(7, now).await.unwrap();
+                let batch = store.claim_due(3, now).await.unwrap();
                 if batch.is_empty() {
                     return claimed;
                 }
@@ -187,7 +190,7 @@ async fn claims_never_overlap(one: DbStore, two: DbStore) {
     let next = two.next_due().await.unwrap().unwrap();
     assert!(next > now + SignedDuration::from_mins(50), "{next}");
     let later = now + SignedDuration::from_hours(2);
-    let due_later = Arc::new(one.claim_due(1000, later).await.unwrap());
+    let due_later = one.claim_due(1000, later).await.unwrap();
     assert_eq!(due_later.len(), 100, "only the unclaimed ones");
 }
 
