@@ -157,6 +157,11 @@ pub struct ConfigFile {
 }
 
 impl ConfigFile {
+    /// The store key file it names (relative to the file's directory).
+    pub fn key_file(&self) -> Option<&Path> {
+        self.key_file.as_deref()
+    }
+
     /// Reads and validates the file; a missing file is an empty configuration.
     /// Errors name the file, line, column and key.
     pub fn read(path: &Path) -> Result<Self> {

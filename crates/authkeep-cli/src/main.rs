@@ -13,6 +13,7 @@ mod browser;
 mod commands;
 mod common;
 mod config;
+mod database;
 mod exit;
 mod interrupt;
 mod kube;
@@ -80,6 +81,12 @@ enum Command {
     Completions(commands::completions::CompletionsArgs),
     /// Print the man page, or write one page per command with --dir.
     Man(commands::completions::ManArgs),
+    /// Keep every account of a database store alive and serve their tokens over a local API.
+    Agent(commands::agent::AgentArgs),
+    /// The OAuth clients that accounts of a database store share (add, list, remove).
+    Clients(commands::accounts::ClientsArgs),
+    /// The accounts of a database store (import, add, list, remove).
+    Accounts(commands::accounts::AccountsArgs),
 }
 
 fn main() -> ExitCode {
@@ -101,6 +108,9 @@ fn main() -> ExitCode {
         Command::Doctor(args) => (args.json, commands::doctor::run(args)),
         Command::Completions(args) => (false, commands::completions::completions(args, full())),
         Command::Man(args) => (false, commands::completions::man(args, full())),
+        Command::Agent(args) => (false, commands::agent::run(args)),
+        Command::Clients(args) => (false, commands::accounts::run_clients(args)),
+        Command::Accounts(args) => (false, commands::accounts::run_accounts(args)),
     };
     match result {
         Ok(()) => ExitCode::from(exit::SUCCESS),

@@ -80,6 +80,10 @@ pub const PROFILE_KEYS: [&str; 18] = [
 /// (`authkeep::Policy::default()`, `authkeep::Network::default()`,
 /// `authkeep::DEFAULT_LOCK_TIMEOUT`); `--help` repeats them in each flag's text.
 pub const DEFAULT_PROFILE: &str = "default";
+/// The database of `agent`, `clients` and `accounts`, in the state directory.
+pub const DEFAULT_DB_FILE: &str = "accounts.db";
+/// The agent's unix socket, in the state directory.
+pub const DEFAULT_AGENT_SOCKET: &str = "agent.sock";
 
 /// `--profile`.
 #[derive(Args, Debug, Clone, Default)]

@@ -113,7 +113,17 @@ impl Schedule {
             consider(tokens.obtained_at.checked_add(keep_alive).ok());
         }
         let health = &record.health;
-        let not_before = health.next_attempt_at.max(health.retry_after);
+        // The record's back-off yields once the token has expired (a caller
+        // with nothing valid may try at once); a scheduler keeps backing off.
+        let backing_off = health
+            .last_error
+            .as_ref()
+            .filter(|_| health.consecutive_failures > 0)
+            .and_then(|e| e.at.checked_add(back_off(health.consecutive_failures)).ok());
+        let not_before = health
+            .next_attempt_at
+            .max(health.retry_after)
+            .max(backing_off);
         due.map(|due| not_before.map_or(due, |nb| due.max(nb)))
     }
 }
@@ -262,6 +272,13 @@ pub(crate) fn error_code(message: &str) -> Option<String> {
     (is_code && ends_well).then_some(word)
 }
 
+/// The scheduler's pause after `failures` failures in a row: 30 s doubling
+/// to 15 minutes (the library's back-off without its jitter).
+fn back_off(failures: u32) -> SignedDuration {
+    let doublings = failures.saturating_sub(1).min(5);
+    SignedDuration::from_secs((30i64 << doublings).min(900))
+}
+
 /// `value` if it is a share (0 to 1), else `default`.
 fn share(value: f64, default: f64) -> f64 {
     if (0.0..=1.0).contains(&value) {
@@ -398,6 +415,27 @@ mod tests {
             Some(now + SignedDuration::from_mins(30)),
             "back-off pushes it"
         );
+    }
+
+    #[test]
+    fn failures_after_expiry_still_back_off() {
+        let schedule = Schedule::default().with_jitter_fraction(0.0);
+        let now = at("2026-06-01T14:00:00Z");
+        let mut r = record(3600, true);
+        for (failures, pause) in [(1, 30), (2, 60), (3, 120), (9, 900)] {
+            r.health.consecutive_failures = failures;
+            r.health.next_attempt_at = Some(at("2026-06-01T13:00:00Z"));
+            r.health.last_error = Some(Failure {
+                class: FailureClass::Transient,
+                message: "HTTP 503".into(),
+                at: now,
+            });
+            assert_eq!(
+                schedule.due_at(&key("a"), &r, now),
+                Some(now + SignedDuration::from_secs(pause)),
+                "{failures} failures"
+            );
+        }
     }
 
     #[test]

@@ -371,6 +371,24 @@ impl<S: Store> Keeper<S> {
             .await
     }
 
+    /// Refreshes the session now if, under its lock, it still has generation
+    /// `seen`; otherwise somebody wrote it since it was read (another
+    /// scheduler's refresh, an application's, a login) and the stored session
+    /// is used as [`Keeper::token`] would use it, without a second refresh. A
+    /// scheduler that claimed a due session at generation `seen` calls this,
+    /// so that each due session is refreshed once per cycle whoever else asks
+    /// for it meanwhile; callers that join the attempt in progress share it.
+    /// [`Token::refreshed`] says whether this call (or the attempt it shared)
+    /// refreshed.
+    pub async fn refresh_unless_changed(
+        &self,
+        key: &SessionKey,
+        seen: u64,
+    ) -> Result<Token, Error> {
+        self.refresh_coordinated(key, crate::refresh::Trigger::Claimed { seen })
+            .await
+    }
+
     /// Stores a session imported from a token response obtained elsewhere (its
     /// age unknown), under the session's lock, continuing its generation.
     pub async fn import_login(

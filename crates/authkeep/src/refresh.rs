@@ -47,6 +47,10 @@ pub(crate) enum Trigger {
     Demand { demand: Demand, seen: Option<u64> },
     /// A resource server rejected this access token.
     Rejected(AccessToken),
+    /// A scheduler claimed the session when it had generation `seen`: refresh
+    /// now if it still has that generation under the lock, else only as the
+    /// policy says (another writer got there first).
+    Claimed { seen: u64 },
 }
 
 impl Trigger {
@@ -60,20 +64,24 @@ impl Trigger {
         match self {
             Trigger::Rejected(rejected) => token.access_token != *rejected,
             Trigger::Demand { demand, .. } => !demand.force || token.refreshed,
+            // Whoever led the attempt, the claimed session was written or
+            // found current by it: refreshing again would be a second refresh
+            // in one cycle.
+            Trigger::Claimed { .. } => true,
         }
     }
 
     fn rejected(&self) -> Option<&AccessToken> {
         match self {
             Trigger::Rejected(token) => Some(token),
-            Trigger::Demand { .. } => None,
+            Trigger::Demand { .. } | Trigger::Claimed { .. } => None,
         }
     }
 
     fn demand(&self) -> Demand {
         match self {
             Trigger::Demand { demand, .. } => *demand,
-            Trigger::Rejected(_) => Demand::default(),
+            Trigger::Rejected(_) | Trigger::Claimed { .. } => Demand::default(),
         }
     }
 }
@@ -242,7 +250,7 @@ impl<S: Store> Keeper<S> {
                         ),
                         rejected: true,
                     }),
-                    Trigger::Demand { .. } => outcome,
+                    Trigger::Demand { .. } | Trigger::Claimed { .. } => outcome,
                 };
             }
         }
@@ -361,6 +369,7 @@ impl<S: Store> Keeper<S> {
         let mut newer_sessions_left = 2;
         let seen = match trigger {
             Trigger::Demand { seen, .. } => *seen,
+            Trigger::Claimed { seen } => Some(*seen),
             Trigger::Rejected(_) => None,
         };
         loop {
@@ -464,6 +473,10 @@ impl<S: Store> Keeper<S> {
             }
             Trigger::Rejected(rejected) => Demand {
                 force: tokens.is_some_and(|t| t.access_token == *rejected),
+                ..Demand::default()
+            },
+            Trigger::Claimed { seen } => Demand {
+                force: current.is_some_and(|v| v.generation == *seen),
                 ..Demand::default()
             },
         }

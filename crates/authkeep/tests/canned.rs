@@ -364,3 +364,38 @@ async fn a_caller_that_stops_waiting_does_not_stop_the_save_of_a_rotation() {
     assert_eq!(token.access_token.expose_secret(), "at-1");
     assert_eq!(s.provider.requests(), 1, "no second refresh");
 }
+
+#[tokio::test]
+async fn a_claimed_session_is_refreshed_only_while_its_generation_is_the_one_claimed() {
+    let s = setup(SignedDuration::ZERO);
+    // Valid and outside the window: a plain demand would not refresh it, a
+    // claim made at its generation does (keep-alive, early schedules).
+    s.import(3000).await;
+    let claimed = s.stored().await.generation;
+    s.provider.answer(200, &[], ROTATED);
+    let token = s
+        .keeper
+        .refresh_unless_changed(&key(), claimed)
+        .await
+        .unwrap();
+    assert!(token.refreshed);
+    assert_eq!(token.access_token.expose_secret(), "at-1");
+    assert_eq!(s.provider.requests(), 1);
+
+    // A claim made before that write (a second scheduler, a stale read) finds
+    // a newer generation and refreshes nothing.
+    let token = s
+        .keeper
+        .refresh_unless_changed(&key(), claimed)
+        .await
+        .unwrap();
+    assert!(!token.refreshed);
+    assert_eq!(token.access_token.expose_secret(), "at-1");
+    assert_eq!(s.provider.requests(), 1, "no second refresh");
+    assert!(
+        s.events()
+            .iter()
+            .any(|e| matches!(e, Event::UsedNewerSession { .. }))
+    );
+    assert_eq!(s.stored().await.generation, claimed + 1);
+}

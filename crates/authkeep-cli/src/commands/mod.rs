@@ -1,5 +1,7 @@
 //! One file per command: parse, call the library, print.
 
+pub mod accounts;
+pub mod agent;
 pub mod completions;
 pub mod credential;
 pub mod demo;

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `authkeep` binary, run as real processes against the
 //! development identity provider. One test binary (see `harness`).
 
+mod agent;
 mod audit;
 mod conformance;
 mod credential;
