@@ -8,15 +8,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The keyring tests talk to a real Secret Service: gnome-keyring, unlocked, on a
-# private session bus (scripts/with-secret-service.sh). Install what that takes
-# where it is missing (CI runs as root on a fresh Debian machine).
+# private session bus (scripts/with-secret-service.sh). Install what that takes,
+# and the browser below, where missing (CI runs as root on a fresh Debian machine).
 missing=()
 command -v dbus-run-session >/dev/null || missing+=(dbus)
 command -v gnome-keyring-daemon >/dev/null || missing+=(gnome-keyring)
 command -v secret-tool >/dev/null || missing+=(libsecret-tools)
+# The agent's status page is checked in a real headless browser: Debian's
+# Chromium (a test framework cannot download a browser here).
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
-    echo "scripts/test.sh: the keyring tests need a Secret Service; install: ${missing[*]}" >&2
+    echo "scripts/test.sh: the keyring and status page tests need: ${missing[*]}; install them (as root)" >&2
     exit 1
   fi
   export DEBIAN_FRONTEND=noninteractive
@@ -32,6 +35,13 @@ conformance=conformance/oidc-provider
 if ! cmp -s "$conformance/package-lock.json" "$conformance/node_modules/.installed-lock.json"; then
   npm ci --prefix "$conformance" --no-audit --no-fund --loglevel=error
   cp "$conformance/package-lock.json" "$conformance/node_modules/.installed-lock.json"
+fi
+
+# The status page's browser check drives that Chromium with playwright-core.
+page=crates/authkeep-agent/tests/page
+if ! cmp -s "$page/package-lock.json" "$page/node_modules/.installed-lock.json"; then
+  npm ci --prefix "$page" --no-audit --no-fund --loglevel=error
+  cp "$page/package-lock.json" "$page/node_modules/.installed-lock.json"
 fi
 
 cargo fmt --all -- --check

@@ -36,12 +36,13 @@ use serde_json::{Map, Value, json};
 
 use crate::duration::parse_duration;
 use crate::listen::ApiKey;
+use crate::page::PageCookie;
 use crate::state::AgentState;
 
 /// Who may call the API.
 #[derive(Clone, Debug, Default)]
 pub struct Access {
-    key: Option<ApiKey>,
+    key: Option<(ApiKey, Arc<PageCookie>)>,
 }
 
 impl Access {
@@ -50,24 +51,60 @@ impl Access {
         Self { key: None }
     }
 
-    /// Requests that carry `Authorization: Bearer KEY`.
+    /// Requests that carry `Authorization: Bearer KEY`; the status page, the
+    /// cookie its key form hands out.
     pub fn bearer(key: ApiKey) -> Self {
-        Self { key: Some(key) }
+        let cookie = PageCookie::new(&key, Timestamp::now(), std::process::id());
+        Self {
+            key: Some((key, Arc::new(cookie))),
+        }
     }
 
     /// The key requests must carry, if any.
     pub fn key(&self) -> Option<&ApiKey> {
-        self.key.as_ref()
+        self.key.as_ref().map(|(key, _)| key)
+    }
+
+    /// The status page's cookie, where requests need a key.
+    pub(crate) fn page_cookie(&self) -> Option<&PageCookie> {
+        self.key.as_ref().map(|(_, cookie)| cookie.as_ref())
     }
 
     /// Whether `request` may be served: the one access check of every route.
+    /// The page's cookie admits the page itself (`GET /`) and nothing else.
     pub fn allows(&self, request: &Request) -> bool {
-        match &self.key {
-            None => true,
-            Some(key) => bearer(request.headers()).is_some_and(|presented| key.matches(presented)),
+        let Some((key, cookie)) = &self.key else {
+            return true;
+        };
+        if bearer(request.headers()).is_some_and(|presented| key.matches(presented)) {
+            return true;
         }
+        is_page(request)
+            && request
+                .headers()
+                .get_all(header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .any(|v| cookie.admits(v))
     }
 }
+
+/// `GET /`: the status page.
+fn is_page(request: &Request) -> bool {
+    request.method() == axum::http::Method::GET && request.uri().path() == "/"
+}
+
+/// Whether a request that may not be served still gets an answer of its
+/// route: the page (which then shows the key form) and the form's post.
+fn is_page_entry(request: &Request) -> bool {
+    is_page(request)
+        || (request.method() == axum::http::Method::POST && request.uri().path() == "/login")
+}
+
+/// Whether the access check let the request through (a request extension:
+/// the page and its form see requests that were not).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Admitted(pub bool);
 
 /// The token of an `Authorization: Bearer TOKEN` header.
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -82,6 +119,8 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// The API's routes over `state`, every one behind [`Access::allows`].
 pub fn router(state: Arc<AgentState>) -> Router {
     Router::new()
+        .route("/", get(crate::page::show))
+        .route("/login", axum::routing::post(crate::page::login))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/v1/accounts", get(list))
@@ -101,7 +140,10 @@ async fn check_access(
     request: Request,
     next: Next,
 ) -> Response {
-    if state.access.allows(&request) {
+    let admitted = state.access.allows(&request);
+    if admitted || is_page_entry(&request) {
+        let mut request = request;
+        request.extensions_mut().insert(Admitted(admitted));
         return next.run(request).await;
     }
     let mut response = ApiError::new(
@@ -135,7 +177,7 @@ impl ApiError {
         }
     }
 
-    fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
 
@@ -147,7 +189,7 @@ impl ApiError {
         )
     }
 
-    fn store(error: &DbError) -> Self {
+    pub(crate) fn store(error: &DbError) -> Self {
         if error.is_transient() {
             Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -26,6 +26,7 @@
 //! | `listen` | where the API listens ([`Listen`]), the API key ([`ApiKey`]), binding sockets safely |
 //! | `scheduler` | claiming due accounts and refreshing them, bounded, until shutdown |
 //! | `metrics` | counters and the Prometheus text |
+//! | `page` | the status page at `/` and its key form (a cookie on TCP) |
 //! | `watch` | account state changes seen in keeper events, and the webhook that reports them |
 //! | `error` | [`AgentError`] |
 
@@ -37,6 +38,7 @@ mod duration;
 mod error;
 mod listen;
 mod metrics;
+mod page;
 mod scheduler;
 mod state;
 mod watch;

@@ -133,6 +133,30 @@ pub struct AccountSummary {
     pub due_at: Option<Timestamp>,
 }
 
+impl AccountSummary {
+    /// An overview of `key` in `state` with nothing else known (for tests and
+    /// for callers that build overviews of their own).
+    pub fn new(key: SessionKey, state: AccountState) -> Self {
+        Self {
+            key,
+            client: None,
+            state,
+            generation: 0,
+            expires_at: None,
+            refresh_expires_at: None,
+            obtained_at: None,
+            needs_login: state == AccountState::NeedsLogin,
+            last_success_at: None,
+            last_error_class: None,
+            last_error_code: None,
+            last_error_at: None,
+            consecutive_failures: 0,
+            next_attempt_at: None,
+            due_at: None,
+        }
+    }
+}
+
 /// Which accounts [`DbStore::accounts`] lists, in order of id.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]

@@ -773,3 +773,95 @@ fn two_agents_on_postgres_share_due_accounts_and_survive_one_killed() {
     );
     assert_eq!(first.stop(), 0);
 }
+
+/// The status page's browser check (`crates/authkeep-agent/tests/page`), its
+/// packages installed by `scripts/test.sh`.
+fn page_check() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../authkeep-agent/tests/page");
+    assert!(
+        dir.join("node_modules/playwright-core").is_dir(),
+        "the status page test drives Chromium with playwright-core: run scripts/test.sh, or `npm ci --prefix {}`",
+        dir.display()
+    );
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists(),
+        "the status page test needs Debian's chromium (scripts/test.sh installs it)"
+    );
+    dir.join("check.mjs")
+}
+
+#[test]
+fn the_status_page_in_a_real_browser_asks_for_the_key_once_and_filters() {
+    let check = page_check();
+    let idp = Idp::start(Config::default());
+    let s = Setup::new(&idp, None);
+    let alice = s.add_account(&idp, "alice", 3600);
+    let odd = s.add_account(&idp, "team <x> & co", 3600);
+    let bob = s.add_account(&idp, "bob", 4);
+    assert!(idp.revoke_grant_of(&text(&bob, "access_token")));
+    let agent = s.agent(&[]);
+    wait_until("bob to need a login", WAIT, || {
+        s.account("bob")["state"] == "needs_login"
+    });
+
+    let screenshot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
+    let output = std::process::Command::new("node")
+        .arg(&check)
+        .arg(format!("{}/", agent.base))
+        .arg(&screenshot)
+        .env("AUTHKEEP_PAGE_KEY", API_KEY)
+        .env("AUTHKEEP_PAGE_QUERY", "ali")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the browser check failed: {stderr}"
+    );
+    let seen: Value = serde_json::from_slice(&output.stdout).unwrap();
+
+    // The page asks for the key (401), refuses a wrong one, takes the right one.
+    assert_eq!(seen["form"], json!({"status": 401, "asks_key": true}));
+    assert_eq!(seen["wrong"], json!({"error_shown": true, "table": false}));
+    let rows = |name: &str| -> Vec<(String, String)> {
+        seen[name]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (text(r, "account"), text(r, "state")))
+            .collect()
+    };
+    let row = |id: &str, state: &str| (id.to_owned(), state.to_owned());
+    assert_eq!(
+        rows("all"),
+        [
+            row("alice", "active"),
+            row("bob", "needs_login"),
+            row("team <x> & co", "active")
+        ]
+    );
+    assert_eq!(rows("needs_login"), [row("bob", "needs_login")]);
+    assert_eq!(rows("by_id"), [row("alice", "active")]);
+    // One cookie, out of reach of scripts, never sent cross-site, not the key;
+    // it opens the page again but not the API.
+    assert_eq!(
+        seen["cookies"],
+        json!([{"name": "authkeep_page", "httpOnly": true, "sameSite": "Strict", "is_key": false}])
+    );
+    assert_eq!(seen["cookie_visible_to_script"], "");
+    assert_eq!(seen["api_with_cookie"], 401);
+    assert_eq!(seen["after_reload"], json!({"status": 200, "table": true}));
+    // No secret on the page.
+    let html = text(&seen, "html");
+    for session in [&alice, &odd, &bob] {
+        for field in ["access_token", "refresh_token"] {
+            assert!(
+                !html.contains(&text(session, field)),
+                "a {field} on the page"
+            );
+        }
+    }
+    assert!(!html.contains(API_KEY), "the API key on the page");
+    assert!(std::fs::metadata(&screenshot).unwrap().len() > 1000);
+    assert_eq!(agent.stop(), 0);
+}
