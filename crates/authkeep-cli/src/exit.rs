@@ -58,6 +58,16 @@ pub struct ResourceError(pub String);
 #[error("{0}")]
 pub struct RetryLater(pub String);
 
+/// `authkeep doctor` found problems (exit 1); each was printed with its fix.
+#[derive(Debug, thiserror::Error)]
+#[error("{failed} of {total} checks failed")]
+pub struct ChecksFailed {
+    /// How many failed.
+    pub failed: usize,
+    /// How many ran.
+    pub total: usize,
+}
+
 /// Standard output was closed by its reader (`authkeep token | head -c0`): exit
 /// 1, since nothing was delivered, but without a message.
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +135,9 @@ pub fn classify(error: &anyhow::Error) -> (u8, &'static str) {
         }
         if let Some(e) = cause.downcast_ref::<ChildExit>() {
             return (e.code, "child");
+        }
+        if cause.downcast_ref::<ChecksFailed>().is_some() {
+            return (UNEXPECTED, "checks_failed");
         }
         if cause.downcast_ref::<StdoutClosed>().is_some() {
             return (UNEXPECTED, "stdout_closed");

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use anyhow::{Result, anyhow};
+use anyhow::Result;
 use authkeep::oauth::discovery::{self, DiscoveryError};
 use authkeep::oauth::{Secrets, display_url, sanitize};
 use authkeep::store::VaultError;
@@ -175,8 +175,11 @@ pub fn run(args: Args) -> Result<()> {
     }
     match failed {
         0 => Ok(()),
-        1 => Err(anyhow!("1 of {} checks failed", checks.len())),
-        n => Err(anyhow!("{n} of {} checks failed", checks.len())),
+        failed => Err(crate::exit::ChecksFailed {
+            failed,
+            total: checks.len(),
+        }
+        .into()),
     }
 }
 

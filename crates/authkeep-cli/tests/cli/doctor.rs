@@ -142,6 +142,7 @@ fn a_record_or_directory_others_may_read_fails_with_the_chmod() {
         text(&error, "message").ends_with("checks failed"),
         "{error}"
     );
+    assert_eq!(text(&error, "error"), "checks_failed", "{error}");
 }
 
 #[test]
