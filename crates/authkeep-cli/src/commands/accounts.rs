@@ -81,7 +81,7 @@ pub struct AccountsArgs {
 
 #[derive(Subcommand, Debug)]
 enum AccountsCommand {
-    /// Store many logins: JSON lines {"id": ..., <token response fields>} from FILE or stdin.
+    /// Store many logins: JSON lines {"id": ..., plus the token response fields} from FILE or stdin.
     Import {
         /// The client the accounts belong to.
         #[arg(long, value_name = "NAME")]
