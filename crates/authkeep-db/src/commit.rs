@@ -155,6 +155,10 @@ pub(crate) struct Committer {
     lanes: Vec<mpsc::UnboundedSender<Job>>,
     direct: Option<Arc<Lane>>,
     location: String,
+    /// Where the store was opened: unanswered ops of a direct committer run
+    /// there when sent from outside any runtime (a guard dropped in
+    /// synchronous code).
+    runtime: tokio::runtime::Handle,
 }
 
 /// What a lane needs to run statements.
@@ -186,7 +190,8 @@ struct Failed {
 
 impl Committer {
     /// Starts `lanes` writer tasks on the current Tokio runtime, committing
-    /// through `pool`; with no lanes, ops run at once, each on its own.
+    /// through `pool`; with no lanes, ops run at once, each on its own. The
+    /// caller is on a runtime: the store was just opened by a task on one.
     pub(crate) fn start(
         lanes: usize,
         pool: &Pool,
@@ -216,6 +221,7 @@ impl Committer {
             lanes,
             direct,
             location: location.to_owned(),
+            runtime: tokio::runtime::Handle::current(),
         }
     }
 
@@ -251,12 +257,11 @@ impl Committer {
     }
 
     /// Starts `op` without waiting for it; returns whether it was started
-    /// (not without a runtime to run it on).
+    /// (not once the lanes' runtime has ended).
     pub(crate) fn send(&self, op: Op) -> bool {
         if let Some(direct) = &self.direct {
-            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-                return false;
-            };
+            let runtime =
+                tokio::runtime::Handle::try_current().unwrap_or_else(|_| self.runtime.clone());
             let direct = Arc::clone(direct);
             runtime.spawn(async move {
                 if let Err(e) = direct.alone(&op).await {
