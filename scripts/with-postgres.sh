@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs a command with a PostgreSQL server of its own: a new cluster in a
 # temporary directory, listening on 127.0.0.1 at a free port, fsync off (test
-# data only), with an empty database; AUTHKEEP_TEST_POSTGRES_URL names it.
+# data only; PG_FSYNC=on for benchmarks that must pay for durability), with an
+# empty database; AUTHKEEP_TEST_POSTGRES_URL names it.
 # The server is stopped and its directory removed however the command ends.
 #
 #   scripts/with-postgres.sh cargo test -p authkeep-db --all-features
@@ -51,7 +52,7 @@ free_port() {
 for _ in 1 2 3 4 5; do
   port=$(free_port)
   if "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 \
-    -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$dir -c fsync=off -c max_connections=300" \
+    -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$dir -c fsync=${PG_FSYNC:-off} -c max_connections=300" \
     start >/dev/null; then
     started=1
     break

@@ -1,14 +1,25 @@
-//! A quick figure for the agent's loop on SQLite: store 10,000 logins in
-//! batches, then claim every due account and write each back under its lease
-//! as a refresh would (lease, load, write, release), from 8 tasks at once.
-//! `cargo bench -p authkeep-db --bench claim_write`; results on stderr.
+//! A quick figure for the agent's loop: store 10,000 logins in batches, then
+//! claim every due account and write each back under its lease as a refresh
+//! would (lease, load, write, release), from 8 tasks at once, on a runtime of
+//! two threads. SQLite always; PostgreSQL too when `AUTHKEEP_TEST_POSTGRES_URL`
+//! names a server, which should sync as a real one does:
+//!
+//! ```text
+//! cargo bench -p authkeep-db --bench claim_write
+//! PG_FSYNC=on scripts/with-postgres.sh cargo bench -p authkeep-db --bench claim_write
+//! ```
+//!
+//! `AUTHKEEP_BENCH_WRITER_LANES=N` sets `DbOptions::writer_lanes` (0: no
+//! group commit), `AUTHKEEP_BENCH_CONNECTIONS=N` `DbOptions::max_connections`,
+//! `AUTHKEEP_BENCH_WORKERS=N` the number of tasks (8).
+//! Results on stderr.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use authkeep::store::{Store as _, StoreKey};
 use authkeep::{Client, SessionKey, TokenResponse};
-use authkeep_db::{AccountLogin, DbStore, NewClient};
+use authkeep_db::{AccountLogin, DbOptions, DbStore, NewClient};
 use jiff::{SignedDuration, Timestamp};
 
 const ACCOUNTS: usize = 10_000;
@@ -42,15 +53,28 @@ fn main() {
 
 async fn run() {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let url = format!("sqlite:{}", dir.path().join("bench.db").display());
-    let store = DbStore::open(&url, StoreKey::generate().expect("a key"))
+    let sqlite = format!("sqlite:{}", dir.path().join("bench.db").display());
+    bench("sqlite", &sqlite).await;
+    if let Ok(url) = std::env::var("AUTHKEEP_TEST_POSTGRES_URL") {
+        bench("postgres", &url).await;
+    }
+}
+
+async fn bench(name: &str, url: &str) {
+    let mut options = DbOptions::default();
+    if let Ok(lanes) = std::env::var("AUTHKEEP_BENCH_WRITER_LANES") {
+        options = options.writer_lanes(lanes.parse().expect("a number of lanes"));
+    }
+    if let Ok(max) = std::env::var("AUTHKEEP_BENCH_CONNECTIONS") {
+        options = options.max_connections(max.parse().expect("a number of connections"));
+    }
+    let store = DbStore::open_with(url, StoreKey::generate().expect("a key"), options)
         .await
         .expect("the store");
     store
-        .add_client(NewClient::new(
-            "bench",
-            Client::new("https://idp.example", "bench"),
-        ))
+        .add_client(
+            NewClient::new("bench", Client::new("https://idp.example", "bench")).replacing(),
+        )
         .await
         .expect("a client");
     let now = Timestamp::now();
@@ -64,7 +88,7 @@ async fn run() {
     store.put_accounts(logins, now).await.expect("imported");
     let import = started.elapsed();
     eprintln!(
-        "import: {ACCOUNTS} logins in {:.2} s ({:.0}/s)",
+        "{name} import: {ACCOUNTS} logins in {:.2} s ({:.0}/s)",
         import.as_secs_f64(),
         ACCOUNTS as f64 / import.as_secs_f64()
     );
@@ -72,7 +96,9 @@ async fn run() {
     let later = now + SignedDuration::from_secs(120);
     let started = Instant::now();
     let store = Arc::new(store);
-    let workers: Vec<_> = (0..WORKERS)
+    let workers = std::env::var("AUTHKEEP_BENCH_WORKERS")
+        .map_or(WORKERS, |n| n.parse().expect("a number of tasks"));
+    let workers: Vec<_> = (0..workers)
         .map(|_| {
             let store = Arc::clone(&store);
             tokio::spawn(async move {
@@ -109,7 +135,7 @@ async fn run() {
     }
     let elapsed = started.elapsed();
     eprintln!(
-        "claim + lease + load + write: {done} accounts in {:.2} s ({:.0}/s)",
+        "{name} claim + lease + load + write + release: {done} accounts in {:.2} s ({:.0}/s)",
         elapsed.as_secs_f64(),
         done as f64 / elapsed.as_secs_f64()
     );

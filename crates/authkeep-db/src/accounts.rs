@@ -15,6 +15,7 @@ use serde_json::Value;
 use sqlx::Row as _;
 
 use crate::backend::{Kind, dispatch, sql};
+use crate::commit::{Done, Op};
 use crate::error::DbError;
 use crate::schedule::AccountState;
 use crate::store::{ClientRow, DbStore, context, instant, millis};
@@ -642,16 +643,16 @@ impl DbStore {
     /// account is next written, or runs out.
     pub async fn claim_due(&self, limit: u32, now: Timestamp) -> Result<Vec<Claim>, DbError> {
         let inner = &self.inner;
-        let rows: Vec<(String, i64)> = dispatch!(&inner.pool, pool => {
-            sqlx::query_as(inner.sql.claim.clone())
-                .bind(inner.owner.as_str())
-                .bind(millis(inner.options.claim_ttl))
-                .bind(now.as_second())
-                .bind(i64::from(limit))
-                .fetch_all(pool)
-                .await
-        })
-        .map_err(self.failed("claiming due accounts"))?;
+        let rows = self
+            .commit(Op::Claim {
+                ttl: millis(inner.options.claim_ttl),
+                due: now.as_second(),
+                limit: i64::from(limit),
+            })
+            .await?;
+        let Done::Claimed(rows) = rows else {
+            return Err(self.unexpected("claiming due accounts"));
+        };
         rows.into_iter()
             .map(|(id, generation)| {
                 let corrupt = |detail: String| DbError::Corrupt {

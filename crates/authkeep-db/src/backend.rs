@@ -88,6 +88,11 @@ pub(crate) fn sql(kind: Kind, text: &str) -> SqlStr {
 /// An opened pool, what it is, and where (without credentials).
 pub(crate) struct Opened {
     pub pool: Pool,
+    /// What the group commit's lanes write through (`crate::commit`): on
+    /// SQLite a pool of one connection of its own, since there is one writer
+    /// at a time anyway and its durability level changes per batch; on
+    /// PostgreSQL the same pool.
+    pub writer: Pool,
     pub kind: Kind,
     pub location: String,
 }
@@ -150,11 +155,20 @@ async fn open_sqlite(url: &str, max: Option<u32>) -> Result<Opened, DbError> {
     let pool = SqlitePoolOptions::new()
         .max_connections(max.unwrap_or(default_connections(Kind::Sqlite)))
         .acquire_timeout(Duration::from_secs(30))
+        .connect_with(options.clone())
+        .await
+        .map_err(|e| sql_error(&location, "connecting", e))?;
+    // Exactly one connection, starting at FULL: the group commit keeps what
+    // its durability level was last set to (crate::commit::Level).
+    let writer = SqlitePoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(30))
         .connect_with(options)
         .await
         .map_err(|e| sql_error(&location, "connecting", e))?;
     Ok(Opened {
         pool: Pool::Sqlite(pool),
+        writer: Pool::Sqlite(writer),
         kind: Kind::Sqlite,
         location,
     })
@@ -237,6 +251,7 @@ async fn open_postgres(url: &str, max: Option<u32>) -> Result<Opened, DbError> {
         .await
         .map_err(|e| sql_error(&location, "connecting", e))?;
     Ok(Opened {
+        writer: Pool::Postgres(pool.clone()),
         pool: Pool::Postgres(pool),
         kind: Kind::Postgres,
         location,

@@ -28,6 +28,7 @@
 //! | `store` | [`DbStore`], options, leases, the session contract |
 //! | `accounts` | clients, logins, overviews, claims |
 //! | `schedule` | when an account is due, its state, derived columns (pure) |
+//! | `commit` | group commit: lease changes and record writes, batched per transaction |
 //! | `backend` | the two backends behind one code path, opening, the schema |
 //! | `error` | [`DbError`] |
 
@@ -36,6 +37,7 @@
 
 mod accounts;
 mod backend;
+mod commit;
 mod error;
 mod schedule;
 mod store;

@@ -36,6 +36,7 @@ use sqlx::{Row as _, SqlStr};
 use zeroize::Zeroizing;
 
 use crate::backend::{self, Kind, Pool, dispatch, sql};
+use crate::commit::{Committer, Done, Op, Taken, Write};
 use crate::error::{DbError, sql_error};
 use crate::schedule::{Derived, Schedule};
 
@@ -43,6 +44,11 @@ use crate::schedule::{Derived, Schedule};
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
 /// How long a claim keeps other agents off an account, by default.
 pub const DEFAULT_CLAIM_TTL: Duration = Duration::from_secs(60);
+/// How many group commit lanes a PostgreSQL store runs by default: none.
+/// The server already commits concurrent transactions with one flush of its
+/// log, and measured (benches/claim_write.rs), batching on one connection
+/// per lane cost more round trips than it saved.
+const POSTGRES_LANES: usize = 0;
 /// The first and the longest pause between looks at a lease while waiting.
 const POLL_FIRST: Duration = Duration::from_millis(10);
 const POLL_MAX: Duration = Duration::from_millis(200);
@@ -68,6 +74,12 @@ pub struct DbOptions {
     /// Where `now` comes from for the derived columns (the leases use the
     /// database's clock).
     pub clock: Arc<dyn Clock>,
+    /// How many tasks commit lease changes, record writes and claims, each
+    /// batching whatever queued up while it committed into one transaction
+    /// (group commit); 0 runs each in a transaction of its own. Default: 1
+    /// for SQLite (one writer at a time), 0 for PostgreSQL (whose server
+    /// groups concurrent commits itself).
+    pub writer_lanes: Option<usize>,
 }
 
 impl Default for DbOptions {
@@ -79,6 +91,7 @@ impl Default for DbOptions {
             schedule: Schedule::default(),
             max_connections: None,
             clock: Arc::new(SystemClock),
+            writer_lanes: None,
         }
     }
 }
@@ -91,6 +104,7 @@ impl std::fmt::Debug for DbOptions {
             .field("lock_wait", &self.lock_wait)
             .field("schedule", &self.schedule)
             .field("max_connections", &self.max_connections)
+            .field("writer_lanes", &self.writer_lanes)
             .finish_non_exhaustive()
     }
 }
@@ -126,6 +140,13 @@ impl DbOptions {
         self
     }
 
+    /// Commits through `lanes` group commit tasks (0: none, each write in a
+    /// transaction of its own).
+    pub fn writer_lanes(mut self, lanes: usize) -> Self {
+        self.writer_lanes = Some(lanes);
+        self
+    }
+
     /// Reads `now` from `clock`.
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
@@ -149,7 +170,9 @@ pub(crate) struct Inner {
     pub(crate) owner: String,
     next_lease: AtomicI64,
     pub(crate) options: DbOptions,
-    pub(crate) sql: Statements,
+    pub(crate) sql: Arc<Statements>,
+    /// Lease changes and record writes go through it (group commit).
+    committer: Committer,
 }
 
 impl std::fmt::Debug for DbStore {
@@ -203,7 +226,6 @@ pub struct DbGuard {
     binding: Mutex<Option<Binding>>,
     lost: Arc<AtomicBool>,
     renewer: tokio::task::JoinHandle<()>,
-    runtime: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for DbGuard {
@@ -246,22 +268,21 @@ impl DbGuard {
 impl Drop for DbGuard {
     fn drop(&mut self) {
         self.renewer.abort();
-        let store = self.store.clone();
-        let key = self.key.clone();
-        let lease_id = self.lease_id;
-        self.runtime.spawn(async move {
-            // Best effort: a lease not released runs out by itself.
-            if let Err(e) = store.release(&key, lease_id).await {
-                drop(e);
-            }
+        // Queued behind this guard's writes, unanswered: should it fail, or
+        // the writer be gone, the lease runs out by itself.
+        let queued = self.store.inner.committer.send(Op::Release {
+            key: self.key.as_str().to_owned(),
+            lease_id: self.lease_id,
         });
+        if !queued {
+            // The store's writer stopped with its runtime: the same.
+        }
     }
 }
 
 /// Every statement, prepared as text for the backend once.
 pub(crate) struct Statements {
     pub try_lock: SqlStr,
-    pub binding: SqlStr,
     pub renew: SqlStr,
     pub release: SqlStr,
     pub leased: SqlStr,
@@ -302,9 +323,10 @@ impl Statements {
                 ON CONFLICT (id) DO UPDATE SET lease_owner = excluded.lease_owner, \
                 lease_id = excluded.lease_id, lease_until = excluded.lease_until \
                 WHERE authkeep_accounts.lease_until IS NULL OR authkeep_accounts.lease_until <= {now} \
-                RETURNING client_name",
+                RETURNING client_name, \
+                (SELECT issuer FROM authkeep_clients WHERE name = authkeep_accounts.client_name), \
+                (SELECT client_id FROM authkeep_clients WHERE name = authkeep_accounts.client_name)",
             ),
-            binding: s("SELECT issuer, client_id FROM authkeep_clients WHERE name = $1"),
             renew: s("UPDATE authkeep_accounts SET lease_until = {now} + $4 \
                 WHERE id = $1 AND lease_owner = $2 AND lease_id = $3 AND lease_until > {now}"),
             release: s(
@@ -441,16 +463,32 @@ impl DbStore {
     ) -> Result<DbStore, DbError> {
         let opened = backend::open(url, options.max_connections).await?;
         backend::migrate(&opened).await?;
+        let owner = owner_id()?;
+        let sql = Arc::new(Statements::new(opened.kind));
+        let lanes = options.writer_lanes.unwrap_or(match opened.kind {
+            // One writer at a time: more lanes would only wait for each other.
+            Kind::Sqlite => 1,
+            Kind::Postgres => POSTGRES_LANES,
+        });
+        let committer = Committer::start(
+            lanes,
+            &opened.writer,
+            opened.kind,
+            &opened.location,
+            &owner,
+            &sql,
+        );
         Ok(DbStore {
             inner: Arc::new(Inner {
-                sql: Statements::new(opened.kind),
+                sql,
                 pool: opened.pool,
                 kind: opened.kind,
                 location: opened.location,
                 sealer: AccountSealer(Encrypting::new(key)),
-                owner: owner_id()?,
+                owner,
                 next_lease: AtomicI64::new(1),
                 options,
+                committer,
             }),
         })
     }
@@ -490,23 +528,23 @@ impl DbStore {
     async fn take_lease(&self, key: &SessionKey) -> Result<Option<DbGuard>, DbError> {
         let inner = &self.inner;
         let lease_id = inner.next_lease.fetch_add(1, Ordering::Relaxed);
-        let ttl = millis(inner.options.lease_ttl);
-        let taken: Option<Option<String>> = dispatch!(&inner.pool, pool => {
-            sqlx::query_scalar(inner.sql.try_lock.clone())
-                .bind(key.as_str())
-                .bind(inner.owner.as_str())
-                .bind(lease_id)
-                .bind(ttl)
-                .fetch_optional(pool)
-                .await
-        })
-        .map_err(self.failed("taking a lease"))?;
-        let Some(client_name) = taken else {
+        let taken = inner
+            .committer
+            .run(Op::Take {
+                key: key.as_str().to_owned(),
+                lease_id,
+                ttl: millis(inner.options.lease_ttl),
+            })
+            .await?;
+        let Done::Taken(taken) = taken else {
+            return Err(self.unexpected("taking a lease"));
+        };
+        let Some(taken) = taken else {
             return Ok(None);
         };
         // From here the lease is ours: a guard releases it whatever happens.
-        // `tokio::spawn` and `Handle::current` below need a Tokio runtime, which
-        // cannot be missing here: the query above ran on sqlx's Tokio runtime.
+        // `tokio::spawn` below needs a Tokio runtime, which cannot be missing
+        // here: the lease was just taken by a task on one.
         let lost = Arc::new(AtomicBool::new(false));
         let renewer = {
             let store = self.clone();
@@ -529,60 +567,57 @@ impl DbStore {
                 }
             })
         };
-        let guard = DbGuard {
-            key: key.clone(),
-            lease_id,
-            store: self.clone(),
-            binding: Mutex::new(None),
-            lost,
-            renewer,
-            runtime: tokio::runtime::Handle::current(),
-        };
-        if let Some(name) = client_name {
-            let identity: Option<(String, String)> = dispatch!(&inner.pool, pool => {
-                sqlx::query_as(inner.sql.binding.clone())
-                    .bind(name.as_str())
-                    .fetch_optional(pool)
-                    .await
-            })
-            .map_err(self.failed("reading an account's client"))?;
-            guard.set_binding(identity.map(|(issuer, client_id)| Binding {
+        let binding = match taken {
+            Taken {
+                client_name: Some(name),
+                issuer: Some(issuer),
+                client_id: Some(client_id),
+            } => Some(Binding {
                 name,
                 issuer,
                 client_id,
-            }));
+            }),
+            _ => None,
+        };
+        Ok(Some(DbGuard {
+            key: key.clone(),
+            lease_id,
+            store: self.clone(),
+            binding: Mutex::new(binding),
+            lost,
+            renewer,
+        }))
+    }
+
+    /// A lane answered with another kind of result than its op has: a bug,
+    /// reported rather than panicking.
+    pub(crate) fn unexpected(&self, action: &'static str) -> DbError {
+        DbError::Sql {
+            location: self.inner.location.clone(),
+            action,
+            detail: "the writer answered another request".into(),
         }
-        Ok(Some(guard))
+    }
+
+    /// Runs `op` through the store's group commit.
+    pub(crate) async fn commit(&self, op: Op) -> Result<Done, DbError> {
+        self.inner.committer.run(op).await
     }
 
     async fn renew(&self, key: &SessionKey, lease_id: i64) -> Result<bool, DbError> {
         let inner = &self.inner;
-        let done = dispatch!(&inner.pool, pool => {
-            sqlx::query(inner.sql.renew.clone())
-                .bind(key.as_str())
-                .bind(inner.owner.as_str())
-                .bind(lease_id)
-                .bind(millis(inner.options.lease_ttl))
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
-        })
-        .map_err(self.failed("renewing a lease"))?;
-        Ok(done == 1)
-    }
-
-    async fn release(&self, key: &SessionKey, lease_id: i64) -> Result<(), DbError> {
-        let inner = &self.inner;
-        dispatch!(&inner.pool, pool => {
-            sqlx::query(inner.sql.release.clone())
-                .bind(key.as_str())
-                .bind(inner.owner.as_str())
-                .bind(lease_id)
-                .execute(pool)
-                .await
-                .map(drop)
-        })
-        .map_err(self.failed("releasing a lease"))
+        let done = inner
+            .committer
+            .run(Op::Renew {
+                key: key.as_str().to_owned(),
+                lease_id,
+                ttl: millis(inner.options.lease_ttl),
+            })
+            .await?;
+        match done {
+            Done::Renewed(renewed) => Ok(renewed),
+            _ => Err(self.unexpected("renewing a lease")),
+        }
     }
 
     /// Whether somebody holds the account's lease now.
@@ -771,37 +806,25 @@ impl DbStore {
                 .is_some_and(|c| c.issuer == b.issuer && c.client_id == b.client_id)
         });
         let (text, d) = self.prepare(key, record, binding.is_some(), self.now())?;
-        let (statement, expected) = match expected {
-            Some(g) => (
-                &inner.sql.write_some,
-                i64::try_from(g).map_err(|_| conflict())?,
-            ),
-            None => (&inner.sql.write_none, 0),
+        let (some, expected) = match expected {
+            Some(g) => (true, i64::try_from(g).map_err(|_| conflict())?),
+            None => (false, 0),
         };
-        let written: Option<i64> = dispatch!(&inner.pool, pool => {
-            sqlx::query_scalar(statement.clone())
-                .bind(text.as_str())
-                .bind(binding.as_ref().map(|b| b.name.as_str()))
-                .bind(d.state)
-                .bind(d.expires_at)
-                .bind(d.refresh_expires_at)
-                .bind(d.obtained_at)
-                .bind(d.needs_login)
-                .bind(d.last_success_at)
-                .bind(d.last_error_class)
-                .bind(d.last_error_code.as_deref())
-                .bind(d.last_error_at)
-                .bind(d.consecutive_failures)
-                .bind(d.next_attempt_at)
-                .bind(d.due_at)
-                .bind(key.as_str())
-                .bind(inner.owner.as_str())
-                .bind(guard.lease_id)
-                .bind(expected)
-                .fetch_optional(pool)
-                .await
-        })
-        .map_err(self.failed("writing an account"))?;
+        let done = inner
+            .committer
+            .run(Op::Write(Box::new(Write {
+                some,
+                record: text,
+                client_name: binding.as_ref().map(|b| b.name.clone()),
+                derived: d,
+                key: key.as_str().to_owned(),
+                lease_id: guard.lease_id,
+                expected,
+            })))
+            .await?;
+        let Done::Written(written) = done else {
+            return Err(self.unexpected("writing an account"));
+        };
         match written {
             Some(generation) => {
                 guard.set_binding(binding);

@@ -9,6 +9,7 @@
 
 mod accounts;
 mod bad_input;
+mod commit;
 mod contract;
 mod harness;
 mod keeper;
