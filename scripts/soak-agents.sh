@@ -66,7 +66,7 @@ curl -sf -X POST "$issuer/admin/sessions/bulk" -H 'content-type: application/jso
 # token's life, so its accounts are taken over before they expire.
 agent() {
   "$bin" agent --listen "unix:$work/agent$1.sock" --concurrency "$concurrency" \
-    --lease-ttl 10s --claim-ttl 10s 2>"$work/agent$1.log" &
+    --lease-ttl 10s --claim-ttl 10s >/dev/null 2>"$work/agent$1.log" &
   echo $!
 }
 agents=()
