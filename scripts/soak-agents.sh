@@ -64,14 +64,11 @@ curl -sf -X POST "$issuer/admin/sessions/bulk" -H 'content-type: application/jso
 
 # Leases and claims a killed agent leaves run out in 10 s: well inside a
 # token's life, so its accounts are taken over before they expire.
-agent() {
-  "$bin" agent --listen "unix:$work/agent$1.sock" --concurrency "$concurrency" \
-    --lease-ttl 10s --claim-ttl 10s >/dev/null 2>"$work/agent$1.log" &
-  echo $!
-}
 agents=()
 for n in 1 2 3; do
-  agents[n]=$(agent "$n")
+  "$bin" agent --listen "unix:$work/agent$n.sock" --concurrency "$concurrency" \
+    --lease-ttl 10s --claim-ttl 10s 2>"$work/agent$n.log" &
+  agents[n]=$!
   pids+=("${agents[n]}")
 done
 for n in 1 2 3; do
