@@ -11,7 +11,11 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use authkeep_db::AccountState;
 
 /// Upper bounds (seconds) of the schedule lag histogram's buckets.
-const LAG_BUCKETS: [f64; 10] = [0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0];
+/// Fine below a second, where a scheduler that keeps up lands (p99 ≤ 1 s is its
+/// target), coarse above it.
+const LAG_BUCKETS: [f64; 14] = [
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+];
 
 /// Every state an account can be in, so that each has a line even at zero.
 const STATES: [AccountState; 4] = [
@@ -184,6 +188,7 @@ mod tests {
         );
         assert!(text.contains("authkeep_accounts{state=\"active\"} 7\n"));
         assert!(text.contains("authkeep_accounts{state=\"needs_login\"} 0\n"));
+        assert!(text.contains("authkeep_schedule_lag_seconds_bucket{le=\"0.01\"} 1\n"));
         assert!(text.contains("authkeep_schedule_lag_seconds_bucket{le=\"0.5\"} 2\n"));
         assert!(text.contains("authkeep_schedule_lag_seconds_bucket{le=\"60\"} 3\n"));
         assert!(text.contains("authkeep_schedule_lag_seconds_count 3\n"));

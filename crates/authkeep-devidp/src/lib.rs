@@ -64,6 +64,8 @@
 //! | `POST /device` | device authorization (RFC 8628 §3.1) |
 //! | `GET /device`, `POST /device` with `action` | the verification page and its form |
 //! | `POST /admin/sessions` | a grant without a browser ([`SessionRequest`] as JSON) |
+//! | `POST /admin/sessions/bulk` | `{"count": N, <SessionRequest fields>}`: N grants (`{n}` in `user` numbers them), their token responses as JSON lines |
+//! | `GET /admin/grants` | each grant's user, refreshes, shortest and longest gap between them, revocation, as JSON lines |
 //! | `GET /admin/counters` | [`Counters`] as JSON |
 //! | `POST`/`DELETE /admin/faults` | replace ([`Faults`] as JSON) or clear the fault plan |
 //! | `POST /admin/revoke` | `{"token": …}`: revoke the grant behind a token |

@@ -688,6 +688,36 @@ impl Provider {
         Some(json!({ "sub": user, "name": name, "preferred_username": user }))
     }
 
+    /// One line per grant, in the order they were opened, for soak tests that check
+    /// how often each session was refreshed: its user and client, how many refresh
+    /// tokens it issued after the first (the refreshes that rotated), the shortest
+    /// and longest time between two of those issues (whole seconds), and whether
+    /// the grant is revoked. No token, no digest.
+    pub(crate) fn grant_report(&self) -> Vec<Value> {
+        let state = self.state();
+        let mut ids: Vec<&GrantId> = state.grants.keys().collect();
+        ids.sort_unstable();
+        ids.into_iter()
+            .filter_map(|id| state.grants.get(id))
+            .filter(|grant| !grant.for_client)
+            .map(|grant| {
+                let mut issued: Vec<i64> = grant.refresh.values().map(|r| r.issued_at).collect();
+                issued.sort_unstable();
+                let gaps = issued
+                    .windows(2)
+                    .map(|pair| pair[1].saturating_sub(pair[0]));
+                json!({
+                    "user": grant.user,
+                    "client_id": grant.client_id,
+                    "refreshes": issued.len().saturating_sub(1),
+                    "min_gap_secs": gaps.clone().min(),
+                    "max_gap_secs": gaps.max(),
+                    "revoked": grant.revoked,
+                })
+            })
+            .collect()
+    }
+
     /// Revocation (RFC 7009): a refresh token takes its whole grant with it, an access
     /// token goes alone. Unknown tokens are ignored.
     pub(crate) fn revoke(&self, token: &str) {

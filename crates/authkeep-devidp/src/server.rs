@@ -73,6 +73,8 @@ pub(crate) fn router(provider: Arc<Provider>, shutdown: watch::Receiver<bool>) -
         .route(USERINFO_PATH, get(userinfo).post(userinfo))
         .route(REVOKE_PATH, post(revoke))
         .route("/admin/sessions", post(admin_create_session))
+        .route("/admin/sessions/bulk", post(admin_create_sessions))
+        .route("/admin/grants", get(admin_grants))
         .route("/admin/counters", get(admin_counters))
         .route(
             "/admin/faults",
@@ -470,6 +472,64 @@ async fn admin_create_session(State(app): State<App>, body: Bytes) -> Response {
         Ok(request) => no_store_json(StatusCode::OK, app.provider.create_session(&request)),
         Err(problem) => bad_request(&problem),
     }
+}
+
+/// Most sessions one bulk call opens.
+const BULK_MAX: u32 = 1_000_000;
+/// What a bulk request's `user` may hold to number its sessions.
+const BULK_NUMBER: &str = "{n}";
+
+/// What `POST /admin/sessions/bulk` asks for: `count` grants of one
+/// [`SessionRequest`] (its fields beside `count`).
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct BulkSessions {
+    count: u32,
+    #[serde(flatten)]
+    session: SessionRequest,
+}
+
+/// Opens `count` grants at once and answers their token responses as JSON lines
+/// (`application/x-ndjson`), for benchmarks that need many accounts. A `{n}` in
+/// `user` becomes each grant's number, from 0, so that every session has a user
+/// of its own.
+async fn admin_create_sessions(State(app): State<App>, body: Bytes) -> Response {
+    let request = match parse_json::<BulkSessions>(&body) {
+        Ok(request) => request,
+        Err(problem) => return bad_request(&problem),
+    };
+    if request.count == 0 || request.count > BULK_MAX {
+        return bad_request(&format!("count must be 1 to {BULK_MAX}"));
+    }
+    let mut lines = Vec::new();
+    let numbered = request.session.user.contains(BULK_NUMBER);
+    let mut session_request = request.session.clone();
+    for n in 0..request.count {
+        if numbered {
+            session_request.user = request.session.user.replace(BULK_NUMBER, &n.to_string());
+        }
+        let session = app.provider.create_session(&session_request);
+        // A `Value` always serialises: its keys are strings.
+        serde_json::to_writer(&mut lines, &session).expect("a JSON value serialises");
+        lines.push(b'\n');
+    }
+    let headers = [
+        (header::CONTENT_TYPE, "application/x-ndjson"),
+        (header::CACHE_CONTROL, "no-store"),
+    ];
+    (StatusCode::OK, headers, lines).into_response()
+}
+
+/// Every grant's refresh history as JSON lines (see `Provider::grant_report`).
+async fn admin_grants(State(app): State<App>) -> Response {
+    let mut lines = Vec::new();
+    for grant in app.provider.grant_report() {
+        // A `Value` always serialises: its keys are strings.
+        serde_json::to_writer(&mut lines, &grant).expect("a JSON value serialises");
+        lines.push(b'\n');
+    }
+    let headers = [(header::CONTENT_TYPE, "application/x-ndjson")];
+    (StatusCode::OK, headers, lines).into_response()
 }
 
 async fn admin_counters(State(app): State<App>) -> Response {

@@ -1092,3 +1092,84 @@ async fn shutdown_frees_the_port_even_with_idle_connections() {
         .await
         .expect("the port is free again");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bulk_sessions_are_json_lines_of_distinct_numbered_grants_with_a_report() {
+    let idp = start(Config::default()).await;
+    let http = http();
+    let url = format!("{}/admin/sessions/bulk", idp.issuer());
+
+    let response = post_json(
+        &http,
+        url.clone(),
+        &json!({ "count": 3, "user": "bob{n}@example.com", "access_ttl_secs": 90 }),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[CONTENT_TYPE], "application/x-ndjson");
+    assert_eq!(response.headers()[CACHE_CONTROL], "no-store");
+    let text = response.text().await.unwrap();
+    let sessions: Vec<Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(sessions.len(), 3);
+    for (n, session) in sessions.iter().enumerate() {
+        assert_eq!(session["expires_in"], 90);
+        let access = session["access_token"].as_str().unwrap();
+        assert_eq!(
+            introspect(&http, &idp, access).await["sub"],
+            format!("bob{n}@example.com")
+        );
+    }
+    let refresh_token = |n: usize| sessions[n]["refresh_token"].as_str().unwrap().to_owned();
+
+    // Grant 0 refreshes twice, then its first token comes back: reuse.
+    let (status, first) = refresh(&http, &idp, &refresh_token(0)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = refresh(&http, &idp, first["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(idp.is_active(&refresh_token(1)), "grants are separate");
+    let report = |http: reqwest::Client| {
+        let url = format!("{}/admin/grants", idp.issuer());
+        async move {
+            let text = http.get(url).send().await.unwrap().text().await.unwrap();
+            text.lines()
+                .map(|line| serde_json::from_str::<Value>(line).unwrap())
+                .collect::<Vec<_>>()
+        }
+    };
+    let grants = report(http.clone()).await;
+    assert_eq!(grants.len(), 3);
+    assert_eq!(
+        grants[0],
+        json!({"user": "bob0@example.com", "client_id": DEMO, "refreshes": 2,
+               "min_gap_secs": 0, "max_gap_secs": 0, "revoked": false})
+    );
+    assert_eq!(grants[1]["refreshes"], 0);
+    assert_eq!(grants[1]["min_gap_secs"], Value::Null);
+    let (status, _) = refresh(&http, &idp, &refresh_token(0)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let grants = report(http.clone()).await;
+    assert_eq!(grants[0]["revoked"], true);
+    assert_eq!(grants[2]["revoked"], false);
+    assert!(
+        !grants
+            .iter()
+            .any(|g| g.to_string().contains(&refresh_token(2))),
+        "no token in the report"
+    );
+
+    for bad in [
+        json!({}),
+        json!({ "count": 0 }),
+        json!({ "count": 1_000_001 }),
+    ] {
+        let (status, error) = body(post_json(&http, url.clone(), &bad).await).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(error["error"], "invalid_request");
+    }
+    let (status, _) = body(post_json(&http, url, &json!({ "count": "many" })).await).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    idp.shutdown().await;
+}

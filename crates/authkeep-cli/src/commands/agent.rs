@@ -17,7 +17,7 @@ use clap::Args;
 use jiff::SignedDuration;
 
 use crate::common::{Home, stderr_line};
-use crate::database::{DbArgs, open};
+use crate::database::{DbArgs, open, url};
 use crate::exit::usage;
 use crate::names::DEFAULT_AGENT_SOCKET;
 
@@ -93,6 +93,13 @@ pub fn run(args: AgentArgs) -> Result<()> {
     if let Some(ttl) = args.claim_ttl {
         db_options = db_options.claim_ttl(std_duration(ttl));
     }
+    if !url(&args.db, &home)?.starts_with("sqlite:") {
+        // Each refresh holds a connection for a few round trips: a pool
+        // smaller than the refreshes at once makes them queue for it (the
+        // bench measured 8 connections capping 64 refreshes). SQLite keeps
+        // its default: it has one writer whatever the pool.
+        db_options = db_options.max_connections(pool_size(args.concurrency));
+    }
     let mut options = AgentOptions::default()
         .concurrency(args.concurrency)
         .access(access)
@@ -101,7 +108,7 @@ pub fn run(args: AgentArgs) -> Result<()> {
         options = options.webhook(url);
     }
     let discovery = home.state_dir.join("cache").join("discovery");
-    crate::runtime()?.block_on(async move {
+    runtime()?.block_on(async move {
         let shutdown = shutdown_signal()?;
         let store = open(&args.db, &home, db_options).await?;
         let location = store.location().to_owned();
@@ -126,6 +133,28 @@ pub fn run(args: AgentArgs) -> Result<()> {
         stderr_line("authkeep agent: stopped");
         Ok(())
     })
+}
+
+/// Connections to PostgreSQL for `concurrency` refreshes at once, the API and
+/// the scheduler's own queries.
+fn pool_size(concurrency: usize) -> u32 {
+    u32::try_from(concurrency.saturating_add(4))
+        .unwrap_or(u32::MAX)
+        .clamp(8, MAX_POOL)
+}
+
+/// The most connections one agent opens to PostgreSQL (its default
+/// `max_connections` is 100, shared by every agent).
+const MAX_POOL: u32 = 32;
+
+/// A runtime with a worker per core: refreshes, the store's drivers and API
+/// requests run in parallel (the commands that do one thing use the
+/// single-threaded one).
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the agent's runtime")
 }
 
 /// Resolves at the first SIGTERM or SIGINT.

@@ -675,7 +675,7 @@ fn an_outage_makes_nobody_need_a_login_and_a_revoked_grant_only_its_account() {
 }
 
 /// A database of its own on the test PostgreSQL server.
-fn postgres_database() -> String {
+pub(crate) fn postgres_database() -> String {
     let Ok(base) = std::env::var("AUTHKEEP_TEST_POSTGRES_URL") else {
         panic!(
             "this test needs the PostgreSQL server that scripts/with-postgres.sh starts \

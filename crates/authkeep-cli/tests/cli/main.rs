@@ -18,6 +18,7 @@ mod profiles;
 mod providers;
 mod race;
 mod request;
+mod scale;
 mod screens;
 mod skeleton;
 mod stores;
