@@ -490,21 +490,12 @@ impl DbStore {
                 let mut tx = pool.begin_with(begin).await.map_err(self.failed("storing logins"))?;
                 let mut written = Vec::with_capacity(batch.len());
                 for (key, client, text, d) in batch {
-                    let generation: Option<i64> = sqlx::query_scalar(inner.sql.upsert_login.clone())
-                        .bind(text.as_str())
-                        .bind(client.as_str())
-                        .bind(d.state)
-                        .bind(d.expires_at)
-                        .bind(d.refresh_expires_at)
-                        .bind(d.obtained_at)
-                        .bind(d.needs_login)
-                        .bind(d.last_success_at)
-                        .bind(d.last_error_class)
-                        .bind(d.last_error_code.as_deref())
-                        .bind(d.last_error_at)
-                        .bind(d.consecutive_failures)
-                        .bind(d.next_attempt_at)
-                        .bind(d.due_at)
+                    let generation: Option<i64> = crate::backend::bind_derived!(
+                        sqlx::query_scalar(inner.sql.upsert_login.clone())
+                            .bind(text.as_str())
+                            .bind(client.as_str()),
+                        d
+                    )
                         .bind(key.as_str())
                         .fetch_optional(&mut *tx)
                         .await

@@ -44,6 +44,27 @@ macro_rules! dispatch {
 }
 pub(crate) use dispatch;
 
+/// Binds the columns derived from a record (`schedule::Derived`), in the order
+/// every statement that writes an account names them: state through due_at.
+macro_rules! bind_derived {
+    ($query:expr, $d:expr) => {
+        $query
+            .bind($d.state)
+            .bind($d.expires_at)
+            .bind($d.refresh_expires_at)
+            .bind($d.obtained_at)
+            .bind($d.needs_login)
+            .bind($d.last_success_at)
+            .bind($d.last_error_class)
+            .bind($d.last_error_code.as_deref())
+            .bind($d.last_error_at)
+            .bind($d.consecutive_failures)
+            .bind($d.next_attempt_at)
+            .bind($d.due_at)
+    };
+}
+pub(crate) use bind_derived;
+
 /// Which backend, for the SQL that differs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {

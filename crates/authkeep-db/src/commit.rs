@@ -323,28 +323,19 @@ macro_rules! run_op {
                     &lane.sql.write_none
                 };
                 let d = &w.derived;
-                sqlx::query_scalar(statement.clone())
-                    .bind(w.record.as_str())
-                    .bind(w.client_name.as_deref())
-                    .bind(d.state)
-                    .bind(d.expires_at)
-                    .bind(d.refresh_expires_at)
-                    .bind(d.obtained_at)
-                    .bind(d.needs_login)
-                    .bind(d.last_success_at)
-                    .bind(d.last_error_class)
-                    .bind(d.last_error_code.as_deref())
-                    .bind(d.last_error_at)
-                    .bind(d.consecutive_failures)
-                    .bind(d.next_attempt_at)
-                    .bind(d.due_at)
-                    .bind(w.key.as_str())
-                    .bind(owner)
-                    .bind(w.lease_id)
-                    .bind(w.expected)
-                    .fetch_optional($exec)
-                    .await
-                    .map(Done::Written)
+                crate::backend::bind_derived!(
+                    sqlx::query_scalar(statement.clone())
+                        .bind(w.record.as_str())
+                        .bind(w.client_name.as_deref()),
+                    d
+                )
+                .bind(w.key.as_str())
+                .bind(owner)
+                .bind(w.lease_id)
+                .bind(w.expected)
+                .fetch_optional($exec)
+                .await
+                .map(Done::Written)
             }
             Op::Claim { ttl, due, limit } => sqlx::query_as(lane.sql.claim.clone())
                 .bind(owner)
