@@ -13,6 +13,7 @@
 #   LOAD_SECONDS=10   token API load, seconds;  CONNECTIONS=32 its connections
 #   PG_URL=postgres://…  an empty database to use; without it the script runs
 #                     under scripts/with-postgres.sh (a server of its own)
+#   KEEP=1            keep the work directory (logs, metrics) and say where
 #
 # For each backend it prints one block: the due rate, refreshes per second
 # (mean over the run, and the best one-second rate), the schedule lag p50/p99
@@ -49,7 +50,11 @@ pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$work"
+  if [ -n "${KEEP:-}" ]; then
+    echo "bench-agent.sh: the work directory is kept: $work" >&2
+  else
+    rm -rf "$work"
+  fi
 }
 trap cleanup EXIT
 export AUTHKEEP_HOME="$work/home"

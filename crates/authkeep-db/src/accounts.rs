@@ -206,6 +206,8 @@ pub struct Claim {
     pub key: SessionKey,
     /// Its generation when claimed.
     pub generation: u64,
+    /// When it was due, as the claim found it (for the schedule's lag).
+    pub due_at: Option<Timestamp>,
 }
 
 fn check_name(name: &str) -> Result<(), DbError> {
@@ -645,7 +647,7 @@ impl DbStore {
             return Err(self.unexpected("claiming due accounts"));
         };
         rows.into_iter()
-            .map(|(id, generation)| {
+            .map(|(id, generation, due_at)| {
                 let corrupt = |detail: String| DbError::Corrupt {
                     what: format!("account {id:?}"),
                     location: inner.location.clone(),
@@ -655,6 +657,7 @@ impl DbStore {
                     key: SessionKey::account(&id).map_err(|e| corrupt(e.to_string()))?,
                     generation: u64::try_from(generation)
                         .map_err(|_| corrupt("negative generation".into()))?,
+                    due_at: instant(due_at),
                 })
             })
             .collect()

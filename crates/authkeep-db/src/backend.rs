@@ -176,6 +176,11 @@ async fn open_sqlite(url: &str, max: Option<u32>) -> Result<Opened, DbError> {
     let pool = SqlitePoolOptions::new()
         .max_connections(max.unwrap_or(default_connections(Kind::Sqlite)))
         .acquire_timeout(Duration::from_secs(30))
+        // No ping before each use: it doubled the round trips of every query
+        // (on SQLite, each is a hand-off to the connection's thread). A
+        // connection that broke fails its next statement, which is reported
+        // as the store being unavailable (a transient error), and is replaced.
+        .test_before_acquire(false)
         .connect_with(options.clone())
         .await
         .map_err(|e| sql_error(&location, "connecting", e))?;
@@ -184,6 +189,7 @@ async fn open_sqlite(url: &str, max: Option<u32>) -> Result<Opened, DbError> {
     let writer = SqlitePoolOptions::new()
         .max_connections(1)
         .acquire_timeout(Duration::from_secs(30))
+        .test_before_acquire(false)
         .connect_with(options)
         .await
         .map_err(|e| sql_error(&location, "connecting", e))?;
@@ -268,6 +274,8 @@ async fn open_postgres(url: &str, max: Option<u32>) -> Result<Opened, DbError> {
     let pool = PgPoolOptions::new()
         .max_connections(max.unwrap_or(default_connections(Kind::Postgres)))
         .acquire_timeout(Duration::from_secs(30))
+        // As for SQLite: a ping per query cost a round trip each.
+        .test_before_acquire(false)
         .connect_with(options)
         .await
         .map_err(|e| sql_error(&location, "connecting", e))?;

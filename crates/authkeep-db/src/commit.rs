@@ -127,8 +127,8 @@ pub(crate) enum Done {
     /// The new generation, or `None` when the compare-and-swap or the fence
     /// did not match.
     Written(Option<i64>),
-    /// The accounts claimed, with their generations.
-    Claimed(Vec<(String, i64)>),
+    /// The accounts claimed, with their generations and due instants.
+    Claimed(Vec<(String, i64, Option<i64>)>),
 }
 
 struct Job {

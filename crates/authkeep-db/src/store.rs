@@ -18,6 +18,7 @@
 //! from the client row, secret included, so that every account of a client
 //! refreshes with its current settings.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -49,6 +50,11 @@ pub const DEFAULT_CLAIM_TTL: Duration = Duration::from_secs(60);
 /// log, and measured (benches/claim_write.rs), batching on one connection
 /// per lane cost more round trips than it saved.
 const POSTGRES_LANES: usize = 0;
+/// How long an issuer's clock skew, once read, is used without reading it
+/// again: the skew only steers when sessions refresh, and reading it for
+/// every refresh cost a database round trip each. This process's own
+/// changes apply at once; another agent's within this long.
+const SKEW_FRESH: Duration = Duration::from_secs(60);
 /// The first and the longest pause between looks at a lease while waiting.
 const POLL_FIRST: Duration = Duration::from_millis(10);
 const POLL_MAX: Duration = Duration::from_millis(200);
@@ -173,6 +179,8 @@ pub(crate) struct Inner {
     pub(crate) sql: Arc<Statements>,
     /// Lease changes and record writes go through it (group commit).
     committer: Committer,
+    /// Issuers' clock skews as last read or written, and when.
+    skews: Mutex<HashMap<String, (Option<i64>, Timestamp)>>,
 }
 
 impl std::fmt::Debug for DbStore {
@@ -382,7 +390,7 @@ impl Statements {
                     AND (lease_until IS NULL OR lease_until <= {now}) \
                     AND (claimed_until IS NULL OR claimed_until <= {now}) \
                     ORDER BY due_at LIMIT $4 {skip_locked}) \
-                RETURNING id, generation",
+                RETURNING id, generation, due_at",
             ),
             next_due: s(
                 "SELECT MIN(due_at) FROM authkeep_accounts WHERE due_at IS NOT NULL \
@@ -489,6 +497,7 @@ impl DbStore {
                 next_lease: AtomicI64::new(1),
                 options,
                 committer,
+                skews: Mutex::default(),
             }),
         })
     }
@@ -895,27 +904,47 @@ impl DbStore {
             .collect()
     }
 
-    /// The issuer's recorded clock skew.
+    /// The issuer's recorded clock skew, as read at most [`SKEW_FRESH`] ago.
     pub async fn skew(&self, issuer: &str) -> Result<Option<i64>, DbError> {
         let inner = &self.inner;
-        dispatch!(&inner.pool, pool => {
+        let now = self.now();
+        if let Some(&(skew, read_at)) = self.skews().get(issuer)
+            && read_at <= now
+            && now.duration_since(read_at) < SKEW_FRESH.try_into().unwrap_or_default()
+        {
+            return Ok(skew);
+        }
+        let skew = dispatch!(&inner.pool, pool => {
             sqlx::query_scalar(inner.sql.skew.clone())
                 .bind(issuer)
                 .fetch_optional(pool)
                 .await
         })
-        .map_err(self.failed("reading an issuer"))
+        .map_err(self.failed("reading an issuer"))?;
+        self.skews().insert(issuer.to_owned(), (skew, now));
+        Ok(skew)
     }
 
     async fn set_skew(&self, issuer: &str, skew: Option<i64>) -> Result<(), DbError> {
         let inner = &self.inner;
-        dispatch!(&inner.pool, pool => {
+        let written = dispatch!(&inner.pool, pool => {
             match skew {
                 Some(skew) => sqlx::query(inner.sql.set_skew.clone()).bind(issuer).bind(skew).execute(pool).await.map(drop),
                 None => sqlx::query(inner.sql.clear_skew.clone()).bind(issuer).execute(pool).await.map(drop),
             }
         })
-        .map_err(self.failed("recording an issuer"))
+        .map_err(self.failed("recording an issuer"));
+        // Whatever happened, the next read asks the database.
+        self.skews().remove(issuer);
+        written
+    }
+
+    fn skews(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Option<i64>, Timestamp)>> {
+        // Every critical section is one lookup, insert or remove.
+        self.inner
+            .skews
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
