@@ -18,7 +18,7 @@ use crate::backend::{Kind, dispatch, sql};
 use crate::commit::{Done, Op};
 use crate::error::DbError;
 use crate::schedule::AccountState;
-use crate::store::{ClientRow, DbStore, context, instant, millis};
+use crate::store::{CLIENT_COLUMNS, ClientRow, DbStore, context, instant, millis};
 
 /// How many logins one transaction of [`DbStore::put_accounts`] writes.
 const IMPORT_BATCH: usize = 500;
@@ -340,24 +340,18 @@ impl DbStore {
         let inner = &self.inner;
         let statement = sql(
             inner.kind,
-            "SELECT name, issuer, client_id, secret, auth, scopes, token_endpoint, \
-            renewal, token_params FROM authkeep_clients WHERE CAST($1 AS TEXT) IS NULL OR name = $1 ORDER BY name",
+            &format!(
+                "SELECT name, {} FROM authkeep_clients \
+                WHERE CAST($1 AS TEXT) IS NULL OR name = $1 ORDER BY name",
+                CLIENT_COLUMNS.join(", ")
+            ),
         );
         let rows: Vec<(String, ClientRow)> = dispatch!(&inner.pool, pool => {
             sqlx::query(statement)
                 .bind(name)
                 .fetch_all(pool)
                 .await
-                .and_then(|rows| rows.iter().map(|row| Ok((row.try_get(0)?, ClientRow {
-                    issuer: row.try_get(1)?,
-                    client_id: row.try_get(2)?,
-                    secret: row.try_get(3)?,
-                    auth: row.try_get(4)?,
-                    scopes: row.try_get(5)?,
-                    token_endpoint: row.try_get(6)?,
-                    renewal: row.try_get(7)?,
-                    token_params: row.try_get(8)?,
-                }))).collect())
+                .and_then(|rows| rows.iter().map(|row| Ok((row.try_get(0)?, ClientRow::read(row, 1)?))).collect())
         })
         .map_err(self.failed("reading clients"))?;
         rows.into_iter()

@@ -39,13 +39,13 @@ use std::hash::{Hash as _, Hasher as _};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use sqlx::{Connection as _, Row as _};
+use sqlx::Connection as _;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::backend::{Kind, Pool, dispatch};
 use crate::error::{DbError, sql_error};
 use crate::schedule::Derived;
-use crate::store::Statements;
+use crate::store::{LoadedRow, Statements};
 
 /// The most jobs one transaction carries.
 const MOST_PER_COMMIT: usize = 128;
@@ -109,18 +109,11 @@ impl Op {
     }
 }
 
-/// A lease taken: the account's client, if bound to one, with its issuer and
-/// client id (absent if the client row is gone).
-pub(crate) struct Taken {
-    pub client_name: Option<String>,
-    pub issuer: Option<String>,
-    pub client_id: Option<String>,
-}
-
 /// What a job did.
 pub(crate) enum Done {
-    /// `None`: somebody else holds the lease.
-    Taken(Option<Taken>),
+    /// The account's row as the lease found it; `None`: somebody else holds
+    /// the lease.
+    Taken(Option<Box<LoadedRow>>),
     /// Whether the lease was still this guard's.
     Renewed(bool),
     Released,
@@ -290,16 +283,7 @@ macro_rules! run_op {
                 .bind(*ttl)
                 .fetch_optional($exec)
                 .await
-                .and_then(|row| {
-                    row.map(|row| {
-                        Ok::<_, sqlx::Error>(Taken {
-                            client_name: row.try_get(0)?,
-                            issuer: row.try_get(1)?,
-                            client_id: row.try_get(2)?,
-                        })
-                    })
-                    .transpose()
-                })
+                .and_then(|row| row.map(|row| LoadedRow::read(&row).map(Box::new)).transpose())
                 .map(Done::Taken),
             Op::Renew { key, lease_id, ttl } => sqlx::query(lane.sql.renew.clone())
                 .bind(key.as_str())

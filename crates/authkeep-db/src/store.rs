@@ -33,11 +33,11 @@ use authkeep::{
 };
 use jiff::Timestamp;
 use serde_json::Value;
-use sqlx::{Row as _, SqlStr};
+use sqlx::SqlStr;
 use zeroize::Zeroizing;
 
 use crate::backend::{self, Kind, Pool, dispatch, sql};
-use crate::commit::{Committer, Done, Op, Taken, Write};
+use crate::commit::{Committer, Done, Op, Write};
 use crate::error::{DbError, sql_error};
 use crate::schedule::{Derived, Schedule};
 
@@ -181,6 +181,24 @@ pub(crate) struct Inner {
     committer: Committer,
     /// Issuers' clock skews as last read or written, and when.
     skews: Mutex<HashMap<String, (Option<i64>, Timestamp)>>,
+    /// The sessions of the accounts whose leases this store holds, as their
+    /// holders last read or wrote them (see [`Held`]).
+    held: Mutex<HashMap<SessionKey, Held>>,
+}
+
+/// A leased account's session as its holder last read or wrote it. While
+/// the lease holds, nobody else can change the row (every write needs the
+/// lease, a login waits for it), so `load` answers from here instead of
+/// reading the row again: a refresh reads it once, when its lease is taken.
+/// Used only until the lease could have run out unrenewed (`fresh_until`,
+/// one lease lifetime from the take) and never once renewing found it lost.
+struct Held {
+    lease_id: i64,
+    fresh_until: Instant,
+    lost: Arc<AtomicBool>,
+    /// The client row's client as the lease found it, for a bound record.
+    client: Option<Client>,
+    session: Option<Versioned>,
 }
 
 impl std::fmt::Debug for DbStore {
@@ -276,6 +294,7 @@ impl DbGuard {
 impl Drop for DbGuard {
     fn drop(&mut self) {
         self.renewer.abort();
+        self.store.update_held(self, None);
         // Queued behind this guard's writes, unanswered: should it fail, or
         // the writer be gone, the lease runs out by itself.
         let queued = self.store.inner.committer.send(Op::Release {
@@ -316,6 +335,18 @@ const DERIVED_SET: &str = "state = $3, expires_at = $4, refresh_expires_at = $5,
     last_error_at = $11, consecutive_failures = $12, next_attempt_at = $13, due_at = $14, \
     claimed_by = NULL, claimed_until = NULL";
 
+/// A client row's columns as [`ClientRow::read`] reads them, in order.
+pub(crate) const CLIENT_COLUMNS: [&str; 8] = [
+    "issuer",
+    "client_id",
+    "secret",
+    "auth",
+    "scopes",
+    "token_endpoint",
+    "renewal",
+    "token_params",
+];
+
 pub(crate) const SUMMARY_COLUMNS: &str = "id, client_name, state, generation, expires_at, \
     refresh_expires_at, obtained_at, needs_login, last_success_at, last_error_class, \
     last_error_code, last_error_at, consecutive_failures, next_attempt_at, due_at";
@@ -325,16 +356,22 @@ impl Statements {
         let s = |text: &str| sql(kind, text);
         let lease_is_mine = "lease_owner = $16 AND lease_id = $17 AND lease_until > {now}";
         Statements {
-            try_lock: s(
+            // Returns what `load` reads, so that the holder's first load
+            // needs no round trip of its own (`Held`).
+            try_lock: s(&format!(
                 "INSERT INTO authkeep_accounts (id, generation, lease_owner, lease_id, lease_until) \
-                VALUES ($1, 0, $2, $3, {now} + $4) \
+                VALUES ($1, 0, $2, $3, {{now}} + $4) \
                 ON CONFLICT (id) DO UPDATE SET lease_owner = excluded.lease_owner, \
                 lease_id = excluded.lease_id, lease_until = excluded.lease_until \
-                WHERE authkeep_accounts.lease_until IS NULL OR authkeep_accounts.lease_until <= {now} \
-                RETURNING client_name, \
-                (SELECT issuer FROM authkeep_clients WHERE name = authkeep_accounts.client_name), \
-                (SELECT client_id FROM authkeep_clients WHERE name = authkeep_accounts.client_name)",
-            ),
+                WHERE authkeep_accounts.lease_until IS NULL OR authkeep_accounts.lease_until <= {{now}} \
+                RETURNING generation, record, client_name, {}",
+                CLIENT_COLUMNS
+                    .map(|column| format!(
+                        "(SELECT {column} FROM authkeep_clients \
+                        WHERE name = authkeep_accounts.client_name)"
+                    ))
+                    .join(", ")
+            )),
             renew: s("UPDATE authkeep_accounts SET lease_until = {now} + $4 \
                 WHERE id = $1 AND lease_owner = $2 AND lease_id = $3 AND lease_until > {now}"),
             release: s(
@@ -370,12 +407,14 @@ impl Statements {
                 WHERE id = $1 AND lease_owner = $2 AND lease_id = $3 AND lease_until > {now} \
                 AND record IS NOT NULL AND generation = $4",
             ),
-            load: s(
-                "SELECT a.generation, a.record, a.client_name, c.issuer, c.client_id, c.secret, \
-                c.auth, c.scopes, c.token_endpoint, c.renewal, c.token_params \
+            load: s(&format!(
+                "SELECT a.generation, a.record, a.client_name, {} \
                 FROM authkeep_accounts a LEFT JOIN authkeep_clients c ON c.name = a.client_name \
                 WHERE a.id = $1 AND a.record IS NOT NULL",
-            ),
+                CLIENT_COLUMNS
+                    .map(|column| format!("c.{column}"))
+                    .join(", ")
+            )),
             list: s("SELECT id FROM authkeep_accounts WHERE record IS NOT NULL ORDER BY id"),
             skew: s("SELECT clock_skew_secs FROM authkeep_issuers WHERE issuer = $1"),
             set_skew: s(
@@ -498,6 +537,7 @@ impl DbStore {
                 options,
                 committer,
                 skews: Mutex::default(),
+                held: Mutex::default(),
             }),
         })
     }
@@ -537,6 +577,8 @@ impl DbStore {
     async fn take_lease(&self, key: &SessionKey) -> Result<Option<DbGuard>, DbError> {
         let inner = &self.inner;
         let lease_id = inner.next_lease.fetch_add(1, Ordering::Relaxed);
+        // Before the request: the lease surely lasts until then.
+        let fresh_until = Instant::now().checked_add(inner.options.lease_ttl);
         let taken = inner
             .committer
             .run(Op::Take {
@@ -548,7 +590,7 @@ impl DbStore {
         let Done::Taken(taken) = taken else {
             return Err(self.unexpected("taking a lease"));
         };
-        let Some(taken) = taken else {
+        let Some(row) = taken else {
             return Ok(None);
         };
         // From here the lease is ours: a guard releases it whatever happens.
@@ -576,26 +618,80 @@ impl DbStore {
                 }
             })
         };
-        let binding = match taken {
-            Taken {
-                client_name: Some(name),
-                issuer: Some(issuer),
-                client_id: Some(client_id),
-            } => Some(Binding {
-                name,
-                issuer,
-                client_id,
+        let binding = match (&row.client_name, &row.client.issuer, &row.client.client_id) {
+            (Some(name), Some(issuer), Some(client_id)) => Some(Binding {
+                name: name.clone(),
+                issuer: issuer.clone(),
+                client_id: client_id.clone(),
             }),
             _ => None,
         };
-        Ok(Some(DbGuard {
+        let guard = DbGuard {
             key: key.clone(),
             lease_id,
             store: self.clone(),
             binding: Mutex::new(binding),
-            lost,
+            lost: Arc::clone(&lost),
             renewer,
-        }))
+        };
+        // A row that does not decode is not kept: `load` reads it again and
+        // reports what is wrong with it.
+        if let (Some(fresh_until), Ok(session)) = (fresh_until, self.decode(key, *row)) {
+            self.held().insert(
+                key.clone(),
+                Held {
+                    lease_id,
+                    fresh_until,
+                    lost,
+                    client: session.as_ref().and_then(|v| v.record.client.clone()),
+                    session,
+                },
+            );
+        }
+        Ok(Some(guard))
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<SessionKey, Held>> {
+        // Every critical section is one lookup, insert, update or remove.
+        self.inner
+            .held
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The session as this process's lease holder last read or wrote it,
+    /// while that is surely still the stored one.
+    fn held_session(&self, key: &SessionKey) -> Option<Option<Versioned>> {
+        let held = self.held();
+        let entry = held.get(key)?;
+        (!entry.lost.load(Ordering::Relaxed) && Instant::now() < entry.fresh_until)
+            .then(|| entry.session.clone())
+    }
+
+    /// After a write or removal under `guard`: the session it stored, or
+    /// `None` to forget the held copy (the write failed: read it again).
+    fn update_held(&self, guard: &DbGuard, stored: Option<Option<Versioned>>) {
+        let mut held = self.held();
+        let Some(entry) = held
+            .get_mut(&guard.key)
+            .filter(|e| e.lease_id == guard.lease_id)
+        else {
+            return;
+        };
+        match stored {
+            Some(mut session) => {
+                // As `load` fills it: a bound record's client is the client row.
+                if let Some(v) = session.as_mut()
+                    && guard.binding().is_some()
+                {
+                    v.record.client = entry.client.clone();
+                }
+                entry.session = session;
+            }
+            None => {
+                held.remove(&guard.key);
+            }
+        }
     }
 
     /// A lane answered with another kind of result than its op has: a bug,
@@ -671,24 +767,19 @@ impl DbStore {
                 .bind(key.as_str())
                 .fetch_optional(pool)
                 .await
-                .and_then(|row| row.map(|row| Ok::<_, sqlx::Error>(LoadedRow {
-                    generation: row.try_get(0)?,
-                    record: row.try_get(1)?,
-                    client_name: row.try_get(2)?,
-                    client: ClientRow {
-                        issuer: row.try_get(3)?,
-                        client_id: row.try_get(4)?,
-                        secret: row.try_get(5)?,
-                        auth: row.try_get(6)?,
-                        scopes: row.try_get(7)?,
-                        token_endpoint: row.try_get(8)?,
-                        renewal: row.try_get(9)?,
-                        token_params: row.try_get(10)?,
-                    },
-                })).transpose())
+                .and_then(|row| row.map(|row| LoadedRow::read(&row)).transpose())
         })
         .map_err(self.failed("reading an account"))?;
-        let Some(row) = row else {
+        match row {
+            Some(row) => self.decode(key, row),
+            None => Ok(None),
+        }
+    }
+
+    /// The session an account row holds (none without a record).
+    fn decode(&self, key: &SessionKey, row: LoadedRow) -> Result<Option<Versioned>, DbError> {
+        let inner = &self.inner;
+        let Some(bytes) = row.record else {
             return Ok(None);
         };
         let what = || Self::what(key);
@@ -697,7 +788,6 @@ impl DbStore {
             location: inner.location.clone(),
             detail,
         };
-        let bytes = row.record.unwrap_or_default();
         let mut record =
             decode_record(bytes.as_bytes(), Some(&inner.sealer), key).map_err(|p| match p {
                 RecordProblem::Sealed(detail) => DbError::Sealed {
@@ -948,11 +1038,28 @@ impl DbStore {
     }
 }
 
-struct LoadedRow {
+/// An account row as `load` reads it (and a lease taken returns it).
+pub(crate) struct LoadedRow {
     generation: i64,
     record: Option<String>,
     client_name: Option<String>,
     client: ClientRow,
+}
+
+impl LoadedRow {
+    pub(crate) fn read<R: sqlx::Row>(row: &R) -> Result<Self, sqlx::Error>
+    where
+        usize: sqlx::ColumnIndex<R>,
+        String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    {
+        Ok(LoadedRow {
+            generation: row.try_get(0)?,
+            record: row.try_get(1)?,
+            client_name: row.try_get(2)?,
+            client: ClientRow::read(row, 3)?,
+        })
+    }
 }
 
 /// A client row's columns as read (all optional: a LEFT JOIN may find none).
@@ -967,10 +1074,33 @@ pub(crate) struct ClientRow {
     pub token_params: Option<String>,
 }
 
+impl ClientRow {
+    /// Reads [`CLIENT_COLUMNS`] from column `at` on.
+    pub(crate) fn read<R: sqlx::Row>(row: &R, at: usize) -> Result<Self, sqlx::Error>
+    where
+        usize: sqlx::ColumnIndex<R>,
+        String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    {
+        Ok(ClientRow {
+            issuer: row.try_get(at)?,
+            client_id: row.try_get(at + 1)?,
+            secret: row.try_get(at + 2)?,
+            auth: row.try_get(at + 3)?,
+            scopes: row.try_get(at + 4)?,
+            token_endpoint: row.try_get(at + 5)?,
+            renewal: row.try_get(at + 6)?,
+            token_params: row.try_get(at + 7)?,
+        })
+    }
+}
+
 impl Store for DbStore {
     type Guard = DbGuard;
 
     async fn load(&self, key: &SessionKey) -> Result<Option<Versioned>, StoreError> {
+        if let Some(session) = self.held_session(key) {
+            return Ok(session);
+        }
         Ok(self.session(key).await?)
     }
 
@@ -988,11 +1118,23 @@ impl Store for DbStore {
         expected: Option<u64>,
         record: &Record,
     ) -> Result<u64, StoreError> {
-        Ok(self.write_record(guard, expected, record).await?)
+        let written = self.write_record(guard, expected, record).await;
+        self.update_held(
+            guard,
+            written.as_ref().ok().map(|&generation| {
+                Some(Versioned {
+                    generation,
+                    record: record.clone(),
+                })
+            }),
+        );
+        Ok(written?)
     }
 
     async fn remove(&self, guard: &DbGuard, expected: u64) -> Result<(), StoreError> {
-        Ok(self.remove_record(guard, expected).await?)
+        let removed = self.remove_record(guard, expected).await;
+        self.update_held(guard, removed.as_ref().ok().map(|()| None));
+        Ok(removed?)
     }
 
     async fn list(&self) -> Result<Vec<SessionKey>, StoreError> {

@@ -22,8 +22,9 @@ fn record(access: &str) -> Record {
 }
 
 /// A (lease 300 ms) locks and stalls for a second, its runtime blocked so
-/// nothing renews the lease; B takes over once it runs out and writes; A's
-/// late write and removal then fail with `LeaseLost` and change nothing.
+/// nothing renews the lease; B takes over once it runs out and writes; A
+/// then loads B's session, and its late write and removal fail with
+/// `LeaseLost` and change nothing.
 async fn a_stalled_holder_cannot_overwrite_its_successor(url: String) {
     let key = StoreKey::generate().unwrap();
     let b = DbStore::open(&url, key.clone()).await.unwrap();
@@ -50,9 +51,12 @@ async fn a_stalled_holder_cannot_overwrite_its_successor(url: String) {
                 locked_tx.send(generation).unwrap();
                 // Stalled: the runtime is blocked, the renewal task cannot run.
                 wrote_rx.recv_timeout(Duration::from_secs(20)).unwrap();
+                // Its lease ran out: what it loads is the successor's write,
+                // not the session as it took the lease.
+                let seen = a.load(&id).await.unwrap().unwrap();
                 let write = a.write(&guard, Some(generation), &record("at-A")).await;
                 let remove = a.remove(&guard, generation).await;
-                (write, remove, guard.is_lost())
+                (seen, write, remove)
             })
         })
     };
@@ -69,7 +73,9 @@ async fn a_stalled_holder_cannot_overwrite_its_successor(url: String) {
         .unwrap();
     assert_eq!(taken_over, generation + 1);
     wrote_tx.send(()).unwrap();
-    let (write, remove, _) = holder.join().unwrap();
+    let (seen, write, remove) = holder.join().unwrap();
+    assert_eq!(seen.generation, taken_over);
+    assert_eq!(seen.record, record("at-B"));
     assert!(matches!(write, Err(StoreError::LeaseLost(_))), "{write:?}");
     assert!(
         matches!(remove, Err(StoreError::LeaseLost(_))),
