@@ -33,6 +33,7 @@ pub struct Metrics {
     lag: Mutex<Histogram>,
     webhooks: Mutex<BTreeMap<&'static str, u64>>,
     scheduler_errors: AtomicU64,
+    claims: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -92,6 +93,16 @@ impl Metrics {
     /// Counts a webhook delivery's outcome (`delivered`, `failed`, `dropped`).
     pub fn webhook(&self, outcome: &'static str) {
         *locked(&self.webhooks).entry(outcome).or_default() += 1;
+    }
+
+    /// Counts a claim of due accounts the scheduler made.
+    pub fn claim(&self) {
+        self.claims.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many claims the scheduler made.
+    pub fn claims(&self) -> u64 {
+        self.claims.load(Ordering::Relaxed)
     }
 
     /// Counts a failed look at the store by the scheduler.
@@ -163,6 +174,12 @@ impl Metrics {
             "authkeep_scheduler_errors_total {}",
             self.scheduler_errors.load(Ordering::Relaxed)
         ));
+        line(
+            "# HELP authkeep_scheduler_claims_total Claims of due accounts by the scheduler."
+                .into(),
+        );
+        line("# TYPE authkeep_scheduler_claims_total counter".into());
+        line(format!("authkeep_scheduler_claims_total {}", self.claims()));
         out
     }
 }
@@ -193,5 +210,11 @@ mod tests {
         assert!(text.contains("authkeep_schedule_lag_seconds_bucket{le=\"60\"} 3\n"));
         assert!(text.contains("authkeep_schedule_lag_seconds_count 3\n"));
         assert_eq!(metrics.refreshes("failure", "transient"), 2);
+        metrics.claim();
+        assert!(
+            metrics
+                .render(&accounts)
+                .contains("authkeep_scheduler_claims_total 1\n")
+        );
     }
 }

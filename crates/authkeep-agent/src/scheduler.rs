@@ -45,6 +45,7 @@ pub(crate) async fn run(
         if free > 0 {
             let now = state.keeper.now();
             let limit = u32::try_from(free).unwrap_or(u32::MAX);
+            state.metrics.claim();
             match state.store.claim_due(limit, now).await {
                 Ok(claims) => {
                     store_pause = STORE_RETRY_FIRST;

@@ -283,7 +283,10 @@ macro_rules! run_op {
                 .bind(*ttl)
                 .fetch_optional($exec)
                 .await
-                .and_then(|row| row.map(|row| LoadedRow::read(&row).map(Box::new)).transpose())
+                .and_then(|row| {
+                    row.map(|row| LoadedRow::read(&row).map(Box::new))
+                        .transpose()
+                })
                 .map(Done::Taken),
             Op::Renew { key, lease_id, ttl } => sqlx::query(lane.sql.renew.clone())
                 .bind(key.as_str())

@@ -210,6 +210,37 @@ fn two_thousand_staggered_accounts_are_each_refreshed_once() {
     }
 }
 
+/// A backlog (far more accounts due than refreshes run at once) is claimed
+/// in batches, not with a claim per finished refresh: refreshes end in
+/// bunches (a group commit answers many writes at once), and each claim
+/// takes every slot free by then.
+#[test]
+fn a_backlog_is_claimed_in_batches() {
+    const ACCOUNTS: usize = 1000;
+    const CONCURRENCY: usize = 128;
+    let idp = Idp::start(Config::default());
+    let fleet = Fleet::new(&idp, None);
+    // All due within the same second or two, a second from now.
+    fleet.import(&idp, ACCOUNTS, |_| 2);
+    let agent = fleet.agent("one", &["--concurrency", &CONCURRENCY.to_string()]);
+    wait_until("every account refreshed", WAIT, || {
+        fleet.metric(&agent, "authkeep_refreshes_total{outcome=\"success\"") >= ACCOUNTS as u64
+    });
+    let claims = fleet.metric(&agent, "authkeep_scheduler_claims_total");
+    stop(agent);
+    // Far more come due at once than slots: a claim per finished refresh
+    // would be about ACCOUNTS claims.
+    assert!(
+        claims <= (ACCOUNTS / 8) as u64,
+        "{claims} claims for {ACCOUNTS} accounts"
+    );
+    assert_eq!(
+        idp.counters().token_requests["refresh_token"],
+        BTreeMap::from([("ok".to_owned(), ACCOUNTS as u64)]),
+        "one successful refresh each"
+    );
+}
+
 #[test]
 fn three_agents_on_postgres_one_killed_refresh_each_account_once_per_cycle() {
     const ACCOUNTS: usize = 200;
