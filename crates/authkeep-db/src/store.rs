@@ -994,7 +994,7 @@ impl DbStore {
             .collect()
     }
 
-    /// The issuer's recorded clock skew, as read at most [`SKEW_FRESH`] ago.
+    /// The issuer's recorded clock skew, as read at most a minute ago.
     pub async fn skew(&self, issuer: &str) -> Result<Option<i64>, DbError> {
         let inner = &self.inner;
         let now = self.now();
