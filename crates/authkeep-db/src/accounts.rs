@@ -18,7 +18,7 @@ use crate::backend::{Kind, dispatch, sql};
 use crate::commit::{Done, Op};
 use crate::error::DbError;
 use crate::schedule::AccountState;
-use crate::store::{CLIENT_COLUMNS, ClientRow, DbStore, context, instant, millis};
+use crate::store::{CLIENT_COLUMNS, ClientRow, DbStore, context, instant, instant_ms, millis};
 
 /// How many logins one transaction of [`DbStore::put_accounts`] writes.
 const IMPORT_BATCH: usize = 500;
@@ -597,7 +597,7 @@ impl DbStore {
             last_error_at: instant(row.last_error_at),
             consecutive_failures: u32::try_from(row.consecutive_failures).unwrap_or(u32::MAX),
             next_attempt_at: instant(row.next_attempt_at),
-            due_at: instant(row.due_at),
+            due_at: instant_ms(row.due_at_ms),
         })
     }
 
@@ -633,7 +633,7 @@ impl DbStore {
         let rows = self
             .commit(Op::Claim {
                 ttl: millis(inner.options.claim_ttl),
-                due: now.as_second(),
+                due: now.as_millisecond(),
                 limit: i64::from(limit),
             })
             .await?;
@@ -651,7 +651,7 @@ impl DbStore {
                     key: SessionKey::account(&id).map_err(|e| corrupt(e.to_string()))?,
                     generation: u64::try_from(generation)
                         .map_err(|_| corrupt("negative generation".into()))?,
-                    due_at: instant(due_at),
+                    due_at: instant_ms(due_at),
                 })
             })
             .collect()
@@ -666,7 +666,7 @@ impl DbStore {
             sqlx::query_scalar(inner.sql.next_due.clone()).fetch_one(pool).await
         })
         .map_err(self.failed("reading the next due account"))?;
-        Ok(instant(next))
+        Ok(instant_ms(next))
     }
 }
 
@@ -685,7 +685,7 @@ struct SummaryRow {
     last_error_at: Option<i64>,
     consecutive_failures: i64,
     next_attempt_at: Option<i64>,
-    due_at: Option<i64>,
+    due_at_ms: Option<i64>,
 }
 
 impl SummaryRow {
@@ -710,7 +710,7 @@ impl SummaryRow {
             last_error_at: row.try_get(11)?,
             consecutive_failures: row.try_get(12)?,
             next_attempt_at: row.try_get(13)?,
-            due_at: row.try_get(14)?,
+            due_at_ms: row.try_get(14)?,
         })
     }
 }

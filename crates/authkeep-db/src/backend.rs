@@ -19,7 +19,7 @@ use sqlx::{AssertSqlSafe, SqlSafeStr as _, SqlStr};
 use crate::error::{DbError, sql_error};
 
 /// The schema version this build writes.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// A connection pool of either backend.
 #[derive(Clone, Debug)]
@@ -45,7 +45,7 @@ macro_rules! dispatch {
 pub(crate) use dispatch;
 
 /// Binds the columns derived from a record (`schedule::Derived`), in the order
-/// every statement that writes an account names them: state through due_at.
+/// every statement that writes an account names them: state through due_at_ms.
 macro_rules! bind_derived {
     ($query:expr, $d:expr) => {
         $query
@@ -60,7 +60,7 @@ macro_rules! bind_derived {
             .bind($d.last_error_at)
             .bind($d.consecutive_failures)
             .bind($d.next_attempt_at)
-            .bind($d.due_at)
+            .bind($d.due_at_ms)
     };
 }
 pub(crate) use bind_derived;
@@ -288,8 +288,9 @@ async fn open_postgres(url: &str, max: Option<u32>) -> Result<Opened, DbError> {
 }
 
 /// The schema, step by step: entry `n` brings version `n` to `n + 1`.
-const MIGRATIONS: [&[&str]; 1] = [&[
-    "CREATE TABLE authkeep_clients (
+const MIGRATIONS: [&[&str]; 2] = [
+    &[
+        "CREATE TABLE authkeep_clients (
         name {text_c} PRIMARY KEY,
         issuer TEXT NOT NULL,
         client_id TEXT NOT NULL,
@@ -300,7 +301,7 @@ const MIGRATIONS: [&[&str]; 1] = [&[
         renewal TEXT NOT NULL,
         token_params TEXT
     )",
-    "CREATE TABLE authkeep_accounts (
+        "CREATE TABLE authkeep_accounts (
         id {text_c} PRIMARY KEY,
         client_name {text_c} REFERENCES authkeep_clients (name),
         generation BIGINT NOT NULL DEFAULT 0,
@@ -323,13 +324,24 @@ const MIGRATIONS: [&[&str]; 1] = [&[
         claimed_by TEXT,
         claimed_until BIGINT
     )",
-    "CREATE INDEX authkeep_accounts_due ON authkeep_accounts (due_at) WHERE due_at IS NOT NULL",
-    "CREATE INDEX authkeep_accounts_client ON authkeep_accounts (client_name)",
-    "CREATE TABLE authkeep_issuers (
+        "CREATE INDEX authkeep_accounts_due ON authkeep_accounts (due_at) WHERE due_at IS NOT NULL",
+        "CREATE INDEX authkeep_accounts_client ON authkeep_accounts (client_name)",
+        "CREATE TABLE authkeep_issuers (
         issuer TEXT PRIMARY KEY,
         clock_skew_secs BIGINT NOT NULL
     )",
-]];
+    ],
+    // Due instants in milliseconds: in whole seconds, every account due
+    // within a second became due at its start, all at once.
+    &[
+        "ALTER TABLE authkeep_accounts ADD COLUMN due_at_ms BIGINT",
+        "UPDATE authkeep_accounts SET due_at_ms = due_at * 1000 WHERE due_at IS NOT NULL",
+        "DROP INDEX authkeep_accounts_due",
+        "ALTER TABLE authkeep_accounts DROP COLUMN due_at",
+        "CREATE INDEX authkeep_accounts_due_ms ON authkeep_accounts (due_at_ms) \
+            WHERE due_at_ms IS NOT NULL",
+    ],
+];
 
 /// Brings the schema to [`SCHEMA_VERSION`], or refuses a newer one, changing
 /// nothing. Concurrent openers serialise on the version table.

@@ -69,7 +69,12 @@ pub(crate) enum Op {
     /// Write a record under this guard's lease (compare-and-swap).
     Write(Box<Write>),
     /// Claim due accounts for this store (`DbStore::claim_due`).
-    Claim { ttl: i64, due: i64, limit: i64 },
+    Claim {
+        ttl: i64,
+        /// Unix milliseconds.
+        due: i64,
+        limit: i64,
+    },
 }
 
 /// A record write's values, bound as the write statements expect.

@@ -216,7 +216,8 @@ pub(crate) struct Derived {
     pub last_error_at: Option<i64>,
     pub consecutive_failures: i64,
     pub next_attempt_at: Option<i64>,
-    pub due_at: Option<i64>,
+    /// In milliseconds (the other instants are in seconds).
+    pub due_at_ms: Option<i64>,
 }
 
 impl Derived {
@@ -245,7 +246,7 @@ impl Derived {
             last_error_at: health.last_error.as_ref().map(|e| secs(e.at)),
             consecutive_failures: i64::from(health.consecutive_failures),
             next_attempt_at: health.next_attempt_at.map(secs),
-            due_at: schedule.due_at(id, record, now).map(secs),
+            due_at_ms: schedule.due_at(id, record, now).map(|t| t.as_millisecond()),
         }
     }
 }

@@ -332,7 +332,7 @@ pub(crate) struct Statements {
 
 const DERIVED_SET: &str = "state = $3, expires_at = $4, refresh_expires_at = $5, obtained_at = $6, \
     needs_login = $7, last_success_at = $8, last_error_class = $9, last_error_code = $10, \
-    last_error_at = $11, consecutive_failures = $12, next_attempt_at = $13, due_at = $14, \
+    last_error_at = $11, consecutive_failures = $12, next_attempt_at = $13, due_at_ms = $14, \
     claimed_by = NULL, claimed_until = NULL";
 
 /// A client row's columns as [`ClientRow::read`] reads them, in order.
@@ -349,7 +349,7 @@ pub(crate) const CLIENT_COLUMNS: [&str; 8] = [
 
 pub(crate) const SUMMARY_COLUMNS: &str = "id, client_name, state, generation, expires_at, \
     refresh_expires_at, obtained_at, needs_login, last_success_at, last_error_class, \
-    last_error_code, last_error_at, consecutive_failures, next_attempt_at, due_at";
+    last_error_code, last_error_at, consecutive_failures, next_attempt_at, due_at_ms";
 
 impl Statements {
     fn new(kind: Kind) -> Self {
@@ -402,7 +402,7 @@ impl Statements {
                 "UPDATE authkeep_accounts SET record = NULL, client_name = NULL, state = NULL, \
                 expires_at = NULL, refresh_expires_at = NULL, obtained_at = NULL, needs_login = 0, \
                 last_success_at = NULL, last_error_class = NULL, last_error_code = NULL, \
-                last_error_at = NULL, consecutive_failures = 0, next_attempt_at = NULL, due_at = NULL, \
+                last_error_at = NULL, consecutive_failures = 0, next_attempt_at = NULL, due_at_ms = NULL, \
                 claimed_by = NULL, claimed_until = NULL \
                 WHERE id = $1 AND lease_owner = $2 AND lease_id = $3 AND lease_until > {now} \
                 AND record IS NOT NULL AND generation = $4",
@@ -425,14 +425,14 @@ impl Statements {
             claim: s(
                 "UPDATE authkeep_accounts SET claimed_by = $1, claimed_until = {now} + $2 \
                 WHERE id IN (SELECT id FROM authkeep_accounts \
-                    WHERE due_at <= $3 AND record IS NOT NULL \
+                    WHERE due_at_ms <= $3 AND record IS NOT NULL \
                     AND (lease_until IS NULL OR lease_until <= {now}) \
                     AND (claimed_until IS NULL OR claimed_until <= {now}) \
-                    ORDER BY due_at LIMIT $4 {skip_locked}) \
-                RETURNING id, generation, due_at",
+                    ORDER BY due_at_ms LIMIT $4 {skip_locked}) \
+                RETURNING id, generation, due_at_ms",
             ),
             next_due: s(
-                "SELECT MIN(due_at) FROM authkeep_accounts WHERE due_at IS NOT NULL \
+                "SELECT MIN(due_at_ms) FROM authkeep_accounts WHERE due_at_ms IS NOT NULL \
                 AND (lease_until IS NULL OR lease_until <= {now}) \
                 AND (claimed_until IS NULL OR claimed_until <= {now})",
             ),
@@ -440,7 +440,7 @@ impl Statements {
                 "INSERT INTO authkeep_accounts (id, client_name, generation, record, \
                 state, expires_at, refresh_expires_at, obtained_at, needs_login, last_success_at, \
                 last_error_class, last_error_code, last_error_at, consecutive_failures, \
-                next_attempt_at, due_at) \
+                next_attempt_at, due_at_ms) \
                 VALUES ($15, $2, 1, $1, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
                 ON CONFLICT (id) DO UPDATE SET generation = authkeep_accounts.generation + 1, \
                 record = $1, client_name = $2, {DERIVED_SET} \
@@ -492,6 +492,10 @@ pub(crate) fn millis(duration: Duration) -> i64 {
 
 pub(crate) fn instant(secs: Option<i64>) -> Option<Timestamp> {
     secs.and_then(|s| Timestamp::from_second(s).ok())
+}
+
+pub(crate) fn instant_ms(millis: Option<i64>) -> Option<Timestamp> {
+    millis.and_then(|ms| Timestamp::from_millisecond(ms).ok())
 }
 
 impl DbStore {

@@ -126,7 +126,7 @@ async fn a_newer_schema_is_refused_and_left_alone() {
             error,
             DbError::NewerSchema {
                 found: 99,
-                known: 1,
+                known: 2,
                 ..
             }
         ),
@@ -165,4 +165,66 @@ async fn the_database_file_is_private_and_a_shared_one_is_refused() {
     );
     assert!(error.to_string().contains("chmod 600"), "{error}");
     assert_eq!(mode(&file), 0o644, "left as it was");
+}
+
+/// A version 1 database (due instants in whole seconds, column `due_at`) is
+/// brought to version 2 (milliseconds, `due_at_ms`) when opened, its due
+/// instants kept, and due accounts are then claimed as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_database_is_upgraded_keeping_due_instants() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = StoreKey::generate().unwrap();
+    let store = sqlite(dir.path(), &key, DbOptions::default()).await;
+    // A login obtained at a fraction of a second: due at one too.
+    let now: jiff::Timestamp = "2026-06-01T12:00:00.250Z".parse().unwrap();
+    store
+        .add_client(authkeep_db::NewClient::new(
+            "acme",
+            authkeep::Client::new("https://idp.example", "acme"),
+        ))
+        .await
+        .unwrap();
+    let id = account("alice");
+    store
+        .put_account(
+            &id,
+            "acme",
+            crate::harness::response("a", "r", now, 3600),
+            now,
+        )
+        .await
+        .unwrap();
+    let due = store.account(&id).await.unwrap().unwrap().due_at.unwrap();
+    assert_ne!(due.subsec_nanosecond(), 0, "{due}: kept to the millisecond");
+    store.close().await;
+
+    // Back to version 1, as that build left it.
+    let mut conn = raw(dir.path()).await;
+    for statement in [
+        "ALTER TABLE authkeep_accounts ADD COLUMN due_at BIGINT",
+        "UPDATE authkeep_accounts SET due_at = due_at_ms / 1000",
+        "DROP INDEX authkeep_accounts_due_ms",
+        "ALTER TABLE authkeep_accounts DROP COLUMN due_at_ms",
+        "CREATE INDEX authkeep_accounts_due ON authkeep_accounts (due_at) WHERE due_at IS NOT NULL",
+        "UPDATE authkeep_schema SET version = 1",
+    ] {
+        sqlx::query(statement).execute(&mut conn).await.unwrap();
+    }
+    conn.close().await.unwrap();
+
+    let store = sqlite(dir.path(), &key, DbOptions::default()).await;
+    let upgraded = store.account(&id).await.unwrap().unwrap().due_at.unwrap();
+    assert_eq!(upgraded.as_second(), due.as_second());
+    assert_eq!(upgraded.subsec_nanosecond(), 0);
+    let mut conn = raw(dir.path()).await;
+    let version: i64 = sqlx::query_scalar("SELECT version FROM authkeep_schema")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(version, 2);
+    let early = upgraded - jiff::SignedDuration::from_millis(1);
+    assert!(store.claim_due(10, early).await.unwrap().is_empty());
+    let claimed = store.claim_due(10, upgraded).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].due_at, Some(upgraded));
 }
