@@ -132,6 +132,8 @@ needs=$(api /v1/accounts | jq -c '[.accounts[] | select(.state == "needs_login")
 echo "needs a login (GET /v1/accounts): $needs; all: $(states)"
 echo "its health: $(api "/v1/accounts/$victim" | jq -c '{state, needs_login, last_error}')"
 [ "$needs" = "[\"$victim\"]" ] || fail "expected only $victim to need a login"
+[ "$(api "/v1/accounts/$victim" | jq -r .last_error.code)" = invalid_grant ] \
+  || fail "$victim's last error does not carry the provider's code"
 api "/?state=needs_login" >"$work/needs.html"
 grep -q "data-account=\"$victim\" data-state=\"needs_login\"" "$work/needs.html" \
   || fail "the status page does not show $victim as needing a login"

@@ -254,7 +254,19 @@ impl Derived {
 /// The error code a failure's one-line message starts with (an OAuth code
 /// such as `invalid_grant`, or `HTTP 503` as `http_503`), if it does: at most
 /// 64 of `[a-z0-9_]`, so that nothing else of the provider's text is kept.
+/// A message the library composed around the provider's answer ("the
+/// provider rejected its refresh token: invalid_grant (HTTP 400): …") has it
+/// after its first ": ", which is tried when the start has no code; nothing
+/// later is, as that is the provider's own text.
 pub(crate) fn error_code(message: &str) -> Option<String> {
+    code_at_start(message).or_else(|| {
+        message
+            .split_once(": ")
+            .and_then(|(_, answer)| code_at_start(answer))
+    })
+}
+
+fn code_at_start(message: &str) -> Option<String> {
     if let Some(status) = message.strip_prefix("HTTP ") {
         let digits: String = status.chars().take_while(char::is_ascii_digit).collect();
         return (digits.len() == 3).then(|| format!("http_{digits}"));
@@ -521,5 +533,20 @@ mod tests {
         assert_eq!(error_code("connection refused"), None);
         assert_eq!(error_code("Bad_Thing: x"), None);
         assert_eq!(error_code("secret_abc123xyz=more"), None);
+        assert_eq!(
+            error_code(
+                "the provider rejected its refresh token: invalid_grant (HTTP 400): grant revoked"
+            )
+            .as_deref(),
+            Some("invalid_grant")
+        );
+        assert_eq!(
+            error_code("the provider rejected its refresh token: HTTP 401").as_deref(),
+            Some("http_401")
+        );
+        assert_eq!(
+            error_code("no answer: connection refused: user_not_found"),
+            None
+        );
     }
 }

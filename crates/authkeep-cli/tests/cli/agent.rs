@@ -629,6 +629,7 @@ fn an_outage_makes_nobody_need_a_login_and_a_revoked_grant_only_its_account() {
         s.account("b")["state"] == "needs_login"
     });
     assert!(s.account("b")["generation"].as_u64().unwrap() > before);
+    assert_eq!(s.account("b")["last_error"]["code"], "invalid_grant");
     let (status, body) = agent.get("/v1/accounts/b/token").unwrap();
     assert_eq!(
         (status, body["error"]["class"].clone()),
