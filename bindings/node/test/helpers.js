@@ -19,8 +19,10 @@ const CLIENT_ID = 'authkeep-demo';
 const WAIT_MS = 60_000;
 
 const children = new Set();
+const homes = [];
 process.on('exit', () => {
   for (const child of children) child.kill('SIGKILL');
+  for (const dir of homes) fs.rmSync(dir, { recursive: true, force: true });
 });
 
 /** Starts a child process whose stdout and stderr are read as lines. */
@@ -170,7 +172,7 @@ class Idp {
 function home() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'authkeep-node-'));
   fs.chmodSync(dir, 0o700);
-  process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+  homes.push(dir);
   return dir;
 }
 
