@@ -40,7 +40,7 @@ if (!cli) {
 try {
   execFileSync(
     process.execPath,
-    [cli, 'build', '--platform', '--release', '--no-js', '--dts', 'native.d.ts', '--no-dts-header'],
+    [cli, 'build', '--platform', '--release', '--no-js', '--dts', 'native.d.ts', '--no-dts-header', '--', '--locked'],
     { cwd: root, stdio: 'inherit' },
   );
 } catch (error) {
