@@ -57,3 +57,21 @@ dbus-run-session -- scripts/with-secret-service.sh scripts/with-postgres.sh bash
     cargo run --quiet --locked --all-features -p authkeep --example "$example"
   done
 '
+
+# The Node.js package, installed as a user installs it: `npm install` of the
+# package directory from a scratch project builds its native module with cargo
+# (one release build of the binding's own workspace and profile). Then its
+# TypeScript declarations are checked on the examples, and its tests run in
+# Node's test runner against the development provider of the debug build above.
+node_pkg=bindings/node
+if ! cmp -s "$node_pkg/package-lock.json" "$node_pkg/node_modules/.installed-lock.json"; then
+  npm ci --prefix "$node_pkg" --ignore-scripts --no-audit --no-fund --loglevel=error
+  cp "$node_pkg/package-lock.json" "$node_pkg/node_modules/.installed-lock.json"
+fi
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+echo '{"name": "scratch", "private": true}' > "$scratch/package.json"
+npm install --prefix "$scratch" --no-audit --no-fund --loglevel=error "$PWD/$node_pkg"
+node -e 'const { Keeper } = require(process.argv[1]); if (typeof Keeper.open !== "function") process.exit(1)' "$scratch/node_modules/authkeep"
+(cd "$node_pkg" && npx --no-install tsc --noEmit -p tsconfig.json)
+AUTHKEEP_BIN="$PWD/target/debug/authkeep-main" npm test --prefix "$node_pkg"

@@ -9,67 +9,17 @@
 
 use std::ffi::OsString;
 use std::io::Write as _;
-use std::path::PathBuf;
 
-use anyhow::{Result, anyhow};
-use authkeep::{AccessToken, FileStore, Policy, SessionKey};
-use jiff::{SignedDuration, Timestamp};
+use authkeep::{AccessToken, SessionKey};
+use jiff::Timestamp;
 
 use crate::names;
 
-/// The directories authkeep uses.
-#[derive(Clone, Debug)]
-pub struct Home {
-    /// Holds `config.toml`.
-    pub config_dir: PathBuf,
-    /// Holds sessions and caches.
-    pub state_dir: PathBuf,
-    /// Whether a session store that other users may read or change is used
-    /// rather than refused (`--insecure-permissions` and its variable and key;
-    /// `locate` leaves it off).
-    pub insecure_permissions: bool,
-}
-
-impl Home {
-    /// `AUTHKEEP_HOME` for both, else the platform's configuration and state
-    /// directories.
-    pub fn locate() -> Result<Self> {
-        if let Some(home) = std::env::var_os(names::ENV_HOME).filter(|h| !h.is_empty()) {
-            let home = PathBuf::from(home);
-            return Ok(Self {
-                config_dir: home.clone(),
-                state_dir: home,
-                insecure_permissions: false,
-            });
-        }
-        let config = dirs::config_dir().ok_or_else(|| {
-            anyhow!(
-                "cannot find a configuration directory; set {}",
-                names::ENV_HOME
-            )
-        })?;
-        let state = dirs::state_dir()
-            .or_else(dirs::data_local_dir)
-            .ok_or_else(|| anyhow!("cannot find a state directory; set {}", names::ENV_HOME))?;
-        Ok(Self {
-            config_dir: config.join("authkeep"),
-            state_dir: state.join("authkeep"),
-            insecure_permissions: false,
-        })
-    }
-
-    /// The configuration file.
-    pub fn config_file(&self) -> PathBuf {
-        self.config_dir.join("config.toml")
-    }
-
-    /// The session store, refusing files and a directory that other users may
-    /// use unless `insecure_permissions` allows them.
-    pub fn store(&self) -> FileStore {
-        FileStore::new(self.state_dir.join("sessions"))
-            .with_insecure_permissions(self.insecure_permissions)
-    }
-}
+// Both binaries choose the profile and policy with these library functions, so
+// the front serves exactly when the full binary would not refresh; the full
+// binary reaches them through `authkeep::config::Settings`.
+#[allow(unused_imports)]
+pub use authkeep::config::{Home, profile_name, refresh_policy};
 
 /// The variables that set `token` arguments; while one is set, the command line
 /// is left to clap.
@@ -142,43 +92,6 @@ impl CommonToken {
             quiet,
         })
     }
-}
-
-/// The profile to use: the one asked for (`--profile`, else `AUTHKEEP_PROFILE`),
-/// else the configuration's `default_profile`, else `default`. Both binaries
-/// choose with this function.
-pub fn profile_name<'a>(asked: Option<&'a str>, default_profile: Option<&'a str>) -> &'a str {
-    asked.or(default_profile).unwrap_or(names::DEFAULT_PROFILE)
-}
-
-/// The refresh policy: what was asked for (a flag, else its environment
-/// variable), else the profile's setting, else the top level's, else the
-/// default. `layers` are the configuration's (threshold, fraction) pairs, the
-/// profile's first. Both binaries decide with this function, so the front
-/// serves exactly when the full binary would not refresh. The error says which
-/// value is wrong, without saying where it came from.
-pub fn refresh_policy(
-    threshold: Option<SignedDuration>,
-    fraction: Option<f64>,
-    layers: [(Option<&str>, Option<f64>); 2],
-) -> Result<Policy, String> {
-    let defaults = Policy::default();
-    let threshold = match threshold {
-        Some(asked) => asked,
-        None => match layers.iter().find_map(|(t, _)| *t) {
-            Some(text) => names::parse_duration(text)?,
-            None => defaults.threshold,
-        },
-    };
-    let fraction = fraction
-        .or_else(|| layers.iter().find_map(|(_, f)| *f))
-        .unwrap_or(defaults.fraction);
-    if !(0.0..=1.0).contains(&fraction) {
-        return Err(format!(
-            "invalid share {fraction}: a number from 0 to 1, such as 0.5"
-        ));
-    }
-    Ok(defaults.with_threshold(threshold).with_fraction(fraction))
 }
 
 /// Prints a served token on stdout: the bare token and a newline, or with

@@ -145,6 +145,12 @@ pub fn classify(error: &anyhow::Error) -> (u8, &'static str) {
         if cause.downcast_ref::<UsageError>().is_some() {
             return (USAGE, "usage");
         }
+        if cause
+            .downcast_ref::<authkeep::config::ConfigError>()
+            .is_some_and(authkeep::config::ConfigError::is_invalid)
+        {
+            return (USAGE, "usage");
+        }
         if cause.downcast_ref::<NeedsLogin>().is_some() {
             return (LOGIN_REQUIRED, "login_required");
         }

@@ -46,6 +46,7 @@
 //! | module | owns |
 //! |---|---|
 //! | `keeper` | the [`Keeper`], its builder, the warm path |
+//! | [`config`] | `config.toml`, the environment variables, and how each setting is chosen; which store |
 //! | [`cache`] | the [`CachedToken`] of long-running programs: a read without lock, I/O or clock; refresh-ahead |
 //! | `refresh` | the refresh protocol: single flight, lock, re-read, write, compare-and-delete |
 //! | [`login`] | interactive logins: device code polling, browser with PKCE on a loopback listener |
@@ -65,6 +66,7 @@
 
 pub mod cache;
 mod clock;
+pub mod config;
 mod discovery;
 mod error;
 mod events;

@@ -94,7 +94,7 @@ pub struct Args {
     client_secret_env: Option<String>,
     /// How the client secret is presented to the token endpoint [default: basic]
     #[arg(long, value_enum)]
-    client_auth: Option<AuthMethod>,
+    client_auth: Option<ClientAuthArg>,
     /// Scope to ask for (repeat for several; replaces the profile's).
     #[arg(long, value_name = "SCOPE")]
     scope: Vec<String>,
@@ -125,6 +125,24 @@ pub struct Args {
     pub json: bool,
     #[command(flatten)]
     network: NetworkArgs,
+}
+
+/// `--client-auth`: [`AuthMethod`] as the command line names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum ClientAuthArg {
+    /// HTTP Basic (client_secret_basic).
+    Basic,
+    /// In the request body (client_secret_post).
+    Post,
+}
+
+impl From<ClientAuthArg> for AuthMethod {
+    fn from(arg: ClientAuthArg) -> Self {
+        match arg {
+            ClientAuthArg::Basic => AuthMethod::Basic,
+            ClientAuthArg::Post => AuthMethod::Post,
+        }
+    }
 }
 
 fn parse_param(text: &str) -> Result<(String, String), String> {
@@ -216,7 +234,7 @@ fn merged(args: &Args, saved: &Profile) -> Profile {
         (None, None) => {}
     }
     if let Some(auth) = args.client_auth {
-        profile.client_auth = Some(auth);
+        profile.client_auth = Some(auth.into());
     }
     if !args.scope.is_empty() {
         profile.scopes = args.scope.clone();

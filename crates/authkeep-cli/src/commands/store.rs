@@ -44,7 +44,7 @@ enum Command {
     /// Safe to interrupt: run it again to finish.
     Migrate {
         /// The store to move to: file, encrypted-file or keyring.
-        #[arg(long, value_name = "STORE", value_parser = Backend::parse)]
+        #[arg(long, value_name = "STORE", value_parser = crate::names::parse_backend)]
         to: Backend,
         #[command(flatten)]
         profile: OptionalProfileArg,

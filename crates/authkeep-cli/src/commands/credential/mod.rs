@@ -60,98 +60,9 @@ pub fn run(args: Args, level: Level) -> Result<()> {
     }
 }
 
-/// Checks a profile's credential keys, as `config.toml` is read: the key at
-/// fault and what is wrong with it.
-pub fn check_profile(profile: &Profile) -> Result<(), (&'static str, String)> {
-    for host in &profile.credential_hosts {
-        Pattern::parse(host).map_err(|e| ("credential_hosts", e))?;
-    }
-    if let Some(name) = &profile.credential_username
-        && (name.is_empty() || name.chars().count() > 256 || name.contains(char::is_control))
-    {
-        return Err((
-            "credential_username",
-            "a user name of 1 to 256 characters without control characters, such as oauth2".into(),
-        ));
-    }
-    Ok(())
-}
-
-/// One entry of `credential_hosts`: a host, its port if one was written, and
-/// the path segments a request's path must start with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Pattern {
-    host: String,
-    port: Option<u16>,
-    path: Vec<String>,
-}
-
-impl Pattern {
-    /// Reads `host[:port][/path]`; the message never repeats the entry.
-    fn parse(text: &str) -> Result<Self, String> {
-        let refuse = |why: &str| {
-            Err(format!(
-                "{why}: write host[:port][/path], such as \"git.example.com\" or \"git.example.com/org\""
-            ))
-        };
-        if text.contains("://") {
-            return refuse("a host without a scheme");
-        }
-        if text.is_empty()
-            || text.starts_with('/')
-            || text.contains(|c: char| c.is_whitespace() || c.is_control() || "@?#\\".contains(c))
-        {
-            return refuse("not a host");
-        }
-        let Ok(url) = Url::parse(&format!("https://{text}")) else {
-            return refuse("not a host");
-        };
-        let Some(host) = url.host_str() else {
-            return refuse("not a host");
-        };
-        Ok(Self {
-            host: host.to_owned(),
-            // A port written as https's own (443) reads as none; keep it.
-            port: url.port().or_else(|| has_port(text).then_some(443)),
-            path: segments(&url),
-        })
-    }
-
-    /// How well `target` matches: `None` if it does not, else the number of
-    /// path segments the pattern required (more is more specific). Without a
-    /// port the pattern matches the target scheme's default port only.
-    fn score(&self, target: &Target) -> Option<usize> {
-        let url = &target.url;
-        let port_matches = match self.port {
-            None => url.port().is_none(),
-            Some(port) => url.port_or_known_default() == Some(port),
-        };
-        let path = segments(url);
-        (url.host_str() == Some(self.host.as_str())
-            && port_matches
-            && path.len() >= self.path.len()
-            && path.iter().zip(&self.path).all(|(a, b)| a == b))
-        .then_some(self.path.len())
-    }
-}
-
-/// Whether `host[:port][/path]` names a port.
-fn has_port(text: &str) -> bool {
-    let authority = text.split('/').next().unwrap_or_default();
-    let after_host = authority
-        .rsplit_once(']')
-        .map_or(authority, |(_, rest)| rest);
-    after_host.contains(':')
-}
-
-/// The non-empty segments of a URL's path.
-fn segments(url: &Url) -> Vec<String> {
-    url.path()
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
+/// One entry of `credential_hosts` (the library reads and checks them with
+/// the configuration file).
+use authkeep::config::CredentialHost as Pattern;
 
 /// Where credentials are asked for: a URL of scheme, host, port and path.
 #[derive(Debug, Clone)]
@@ -214,7 +125,7 @@ fn best_score(profile: &Profile, target: &Target) -> Option<usize> {
         .iter()
         // `ConfigFile::read` checked every pattern.
         .filter_map(|text| Pattern::parse(text).ok())
-        .filter_map(|pattern| pattern.score(target))
+        .filter_map(|pattern| pattern.score(&target.url))
         .max()
 }
 
@@ -355,6 +266,15 @@ mod tests {
 
     fn target(scheme: &str, host: &str, path: Option<&str>) -> Target {
         Target::new(scheme, host, path).unwrap()
+    }
+
+    /// A target is matched by its URL.
+    impl std::ops::Deref for Target {
+        type Target = Url;
+
+        fn deref(&self) -> &Url {
+            &self.url
+        }
     }
 
     fn file(text: &str) -> ConfigFile {
