@@ -132,8 +132,8 @@ run() {
   local import_secs=$(( SECONDS - imported ))
   local setup_secs=$(( imported - created ))
 
-  # The due instants as the store computed them: the demand this run makes.
-  "$bin" accounts list --json | jq -r '.due_at // empty' | sort >"$dir/due"
+  # The due instants as the store computed them, by second: the demand this run makes.
+  "$bin" accounts list --json | jq -r '.due_at // empty' | cut -c1-19 | sort >"$dir/due"
   local due_rate
   due_rate=$(uniq -c "$dir/due" | awk '{ print $1 }' | sort -n \
     | awk '{ n[NR] = $1 } END { printf "%d/s median second, %d/s busiest, over %d seconds\n", n[int((NR + 1) / 2)], n[NR], NR }')
