@@ -1,33 +1,14 @@
 //! Durations as the API and the command read them (`30s`, `10m`, `1h30m`):
-//! never negative, at most 100 years, so that no arithmetic on them
-//! overflows.
+//! the library's reading, as config.toml's durations are read (never
+//! negative, at most 100 years, so that no arithmetic on them overflows, and
+//! an error that never repeats long or unprintable text).
 
-use jiff::SignedDuration;
-
-/// The longest duration accepted: 100 years of 365.25 days.
-const MAX: SignedDuration = SignedDuration::from_hours(876_600);
-
-/// Reads a duration such as `30s`, `10m` or `1h30m`; the error never repeats
-/// more than a short prefix of the text.
-pub fn parse_duration(text: &str) -> Result<SignedDuration, String> {
-    let shown: String = text.chars().take(32).collect();
-    let parsed: SignedDuration = text
-        .trim()
-        .parse()
-        .map_err(|_| format!("invalid duration {shown:?}: write it like 30s, 10m or 1h30m"))?;
-    if parsed.is_negative() {
-        return Err(format!("invalid duration {shown:?}: must not be negative"));
-    }
-    if parsed > MAX {
-        return Err(format!(
-            "invalid duration {shown:?}: at most 876600h (100 years)"
-        ));
-    }
-    Ok(parsed)
-}
+pub use authkeep::config::names::parse_duration;
 
 #[cfg(test)]
 mod tests {
+    use jiff::SignedDuration;
+
     use super::*;
 
     #[test]
