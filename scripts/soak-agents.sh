@@ -67,7 +67,7 @@ curl -sf -X POST "$issuer/admin/sessions/bulk" -H 'content-type: application/jso
 agents=()
 for n in 1 2 3; do
   "$bin" agent --listen "unix:$work/agent$n.sock" --concurrency "$concurrency" \
-    --lease-ttl 10s --claim-ttl 10s 2>"$work/agent$n.log" &
+    --lease-ttl 10s 2>"$work/agent$n.log" &
   agents[n]=$!
   pids+=("${agents[n]}")
 done

@@ -3,8 +3,10 @@
 //! `concurrency` at once, with `Keeper::refresh_unless_changed` at the
 //! generation it claimed, so that an account written meanwhile (an
 //! application's refresh through the API, another agent) is not refreshed
-//! again. Between claims it sleeps until the next due instant, at most the
-//! poll interval, or until woken. When told to stop it claims nothing more
+//! again. A claim takes the accounts' leases, which their refreshes take up.
+//! Accounts are claimed a little ahead of their due instants, in batches;
+//! between claims it sleeps until the next comes near, at most the poll
+//! interval, or until woken. When told to stop it claims nothing more
 //! and waits for the refreshes it started: their results are saved.
 //!
 //! Back-off and `Retry-After` need nothing here: the keeper records them in
@@ -23,6 +25,17 @@ use crate::state::AgentState;
 
 /// The pause after the store failed to answer, doubling to the poll interval.
 const STORE_RETRY_FIRST: Duration = Duration::from_millis(100);
+/// How far ahead of their due instants accounts are claimed, and the
+/// shortest pause between claims while nothing is overdue: each claim takes
+/// what comes due over the next stretch, at most this much early (nothing
+/// in a refresh window of minutes), instead of one claim per account when
+/// due instants are spread out.
+const CLAIM_AHEAD: Duration = Duration::from_millis(200);
+const CLAIM_GAP: Duration = Duration::from_millis(100);
+/// With more due than slots, the share of the slots that must be free
+/// before the next claim, so that claims stay batches instead of one per
+/// slot freed.
+const BACKLOG_BATCH_DIVISOR: usize = 8;
 
 pub(crate) async fn run(
     state: Arc<AgentState>,
@@ -30,9 +43,12 @@ pub(crate) async fn run(
     poll: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(Semaphore::new(concurrency.max(1)));
+    let concurrency = concurrency.max(1);
+    let slots = Arc::new(Semaphore::new(concurrency));
     let mut tasks = JoinSet::new();
     let mut store_pause = STORE_RETRY_FIRST;
+    // Whether the last claim filled every free slot: more is due.
+    let mut backlog = false;
     loop {
         if *stop.borrow() {
             break;
@@ -41,39 +57,49 @@ pub(crate) async fn run(
             surface_panic(done);
         }
         let free = slots.available_permits();
-        let mut pause = poll;
-        if free > 0 {
+        let batch = if backlog {
+            (concurrency / BACKLOG_BATCH_DIVISOR).max(1)
+        } else {
+            1
+        };
+        // `None`: until a refresh ends and frees its slot.
+        let mut pause = None;
+        if free >= batch {
             let now = state.keeper.now();
+            let through = now.saturating_add(CLAIM_AHEAD).unwrap_or(now);
             let limit = u32::try_from(free).unwrap_or(u32::MAX);
             state.metrics.claim();
-            match state.store.claim_due(limit, now).await {
+            match state.store.claim_due(limit, through).await {
                 Ok(claims) => {
                     store_pause = STORE_RETRY_FIRST;
-                    let full = claims.len() == free;
+                    backlog = claims.len() == free;
                     for claim in claims {
                         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
                             // Only this loop takes slots, and it counted them.
-                            break;
+                            release_unused(&state, &claim).await;
+                            continue;
                         };
                         tasks.spawn(refresh(Arc::clone(&state), claim, slot));
                     }
-                    if full {
-                        // More may be due: look again as soon as a slot frees.
-                        pause = Duration::ZERO;
-                    } else {
-                        pause = until_next_due(&state, poll).await;
+                    if !backlog {
+                        pause = Some(until_next_due(&state, poll).await);
                     }
                 }
                 Err(e) => {
                     state.metrics.scheduler_error();
                     state.log(&format!("cannot claim due accounts: {e}"));
-                    pause = store_pause;
+                    pause = Some(store_pause);
                     store_pause = (store_pause * 2).min(poll.max(STORE_RETRY_FIRST));
                 }
             }
         }
+        if tasks.is_empty() {
+            // Nothing to wait for but time (cannot happen with `None`: every
+            // slot would be free).
+            pause = Some(pause.unwrap_or(poll));
+        }
         let slot_freed = async {
-            if tasks.is_empty() || (free > 0 && !pause.is_zero()) {
+            if pause.is_some() {
                 std::future::pending::<()>().await;
             }
             if let Some(done) = tasks.join_next().await {
@@ -81,10 +107,9 @@ pub(crate) async fn run(
             }
         };
         let sleep = async {
-            if free > 0 {
-                tokio::time::sleep(pause).await;
-            } else {
-                std::future::pending::<()>().await;
+            match pause {
+                Some(pause) => tokio::time::sleep(pause).await,
+                None => std::future::pending::<()>().await,
             }
         };
         tokio::select! {
@@ -105,16 +130,15 @@ pub(crate) async fn run(
     }
 }
 
-/// How long to sleep before the next due account, at most `poll`.
+/// How long to sleep before claiming again: until the next due account
+/// comes within [`CLAIM_AHEAD`], at least [`CLAIM_GAP`] and at most `poll`.
 async fn until_next_due(state: &AgentState, poll: Duration) -> Duration {
     match state.store.next_due().await {
         Ok(Some(due)) => {
             let left = due.duration_since(state.keeper.now());
-            if left.is_negative() {
-                Duration::ZERO
-            } else {
-                Duration::try_from(left).map_or(poll, |d| d.min(poll))
-            }
+            let left = Duration::try_from(left).unwrap_or(Duration::ZERO);
+            left.saturating_sub(CLAIM_AHEAD)
+                .clamp(CLAIM_GAP.min(poll), poll)
         }
         Ok(None) => poll,
         Err(e) => {
@@ -122,6 +146,17 @@ async fn until_next_due(state: &AgentState, poll: Duration) -> Duration {
             state.log(&format!("cannot read the next due account: {e}"));
             poll
         }
+    }
+}
+
+/// Lets go of a claimed account's lease if nothing took it up.
+async fn release_unused(state: &AgentState, claim: &Claim) {
+    if let Err(e) = state.store.release_claim(claim).await {
+        // Its lease runs out by itself within the lease's lifetime.
+        state.log(&format!(
+            "account {}: cannot release its claim: {e}",
+            claim.key
+        ));
     }
 }
 
@@ -134,7 +169,8 @@ fn surface_panic(done: Result<(), tokio::task::JoinError>) {
     }
 }
 
-/// Refreshes one claimed account, recording how late it started.
+/// Refreshes one claimed account, recording how late it started (claimed
+/// ahead, it may start early: that counts as on time).
 async fn refresh(state: Arc<AgentState>, claim: Claim, slot: OwnedSemaphorePermit) {
     if let Some(due) = claim.due_at {
         let now = state.keeper.now();
@@ -149,6 +185,7 @@ async fn refresh(state: Arc<AgentState>, claim: Claim, slot: OwnedSemaphorePermi
     if let Err(error) = result {
         report(&state, &claim, &error);
     }
+    release_unused(&state, &claim).await;
     drop(slot);
 }
 

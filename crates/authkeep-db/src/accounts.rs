@@ -5,6 +5,8 @@
 //! claimed so that several agents share them, and when the next one is).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use authkeep::store::Store as _;
 use authkeep::{
@@ -18,7 +20,9 @@ use crate::backend::{Kind, dispatch, sql};
 use crate::commit::{Done, Op};
 use crate::error::DbError;
 use crate::schedule::AccountState;
-use crate::store::{CLIENT_COLUMNS, ClientRow, DbStore, context, instant, instant_ms, millis};
+use crate::store::{
+    CLIENT_COLUMNS, Claimed, ClientRow, DbStore, context, instant, instant_ms, millis,
+};
 
 /// How many logins one transaction of [`DbStore::put_accounts`] writes.
 const IMPORT_BATCH: usize = 500;
@@ -208,6 +212,8 @@ pub struct Claim {
     pub generation: u64,
     /// When it was due, as the claim found it (for the schedule's lag).
     pub due_at: Option<Timestamp>,
+    /// The claim's lease on it.
+    pub(crate) lease_id: i64,
 }
 
 fn check_name(name: &str) -> Result<(), DbError> {
@@ -623,16 +629,24 @@ impl DbStore {
         Ok(counts)
     }
 
-    /// Claims up to `limit` accounts due at `now` that nobody leases or has
-    /// claimed, for this store's claim time-to-live, so that other agents
-    /// skip them: one statement (PostgreSQL: `FOR UPDATE SKIP LOCKED`), so an
-    /// account is never claimed twice at once. The claim ends when the
-    /// account is next written, or runs out.
+    /// Claims up to `limit` accounts due at `now` that nobody leases, taking
+    /// their leases for this store in one statement (PostgreSQL: `FOR UPDATE
+    /// SKIP LOCKED`), so that an account is never claimed twice at once and
+    /// other agents skip it. The first `try_lock` of a claimed account on
+    /// this store takes up its lease (see `Claimed`): the refresh that
+    /// follows a claim takes no lease of its own. Call
+    /// [`Self::release_claim`] once a claimed account was dealt with, to let
+    /// go of a lease nobody took up; one left alone runs out after the
+    /// lease's lifetime.
     pub async fn claim_due(&self, limit: u32, now: Timestamp) -> Result<Vec<Claim>, DbError> {
         let inner = &self.inner;
+        let lease_id = inner.next_lease.fetch_add(1, Ordering::Relaxed);
+        // Before the request: the leases surely last until then.
+        let taken = Instant::now();
         let rows = self
             .commit(Op::Claim {
-                ttl: millis(inner.options.claim_ttl),
+                lease_id,
+                ttl: millis(inner.options.lease_ttl),
                 due: now.as_millisecond(),
                 limit: i64::from(limit),
             })
@@ -640,26 +654,62 @@ impl DbStore {
         let Done::Claimed(rows) = rows else {
             return Err(self.unexpected("claiming due accounts"));
         };
-        rows.into_iter()
-            .map(|(id, generation, due_at)| {
-                let corrupt = |detail: String| DbError::Corrupt {
-                    what: format!("account {id:?}"),
-                    location: inner.location.clone(),
-                    detail,
-                };
-                Ok(Claim {
-                    key: SessionKey::account(&id).map_err(|e| corrupt(e.to_string()))?,
-                    generation: u64::try_from(generation)
-                        .map_err(|_| corrupt("negative generation".into()))?,
-                    due_at: instant_ms(due_at),
-                })
-            })
-            .collect()
+        let adopt_until = taken
+            .checked_add(inner.options.lease_ttl / 3)
+            .unwrap_or(taken);
+        let mut claims = Vec::with_capacity(rows.len());
+        let mut corrupt = None;
+        for (id, due_at, row) in rows {
+            let parsed = SessionKey::account(&id)
+                .map_err(|e| e.to_string())
+                .and_then(|key| {
+                    u64::try_from(row.generation)
+                        .map(|generation| (key, generation))
+                        .map_err(|_| "negative generation".to_owned())
+                });
+            match parsed {
+                Ok((key, generation)) => {
+                    self.keep_claimed(
+                        key.clone(),
+                        Claimed {
+                            lease_id,
+                            taken,
+                            adopt_until,
+                            row: Box::new(row),
+                        },
+                    );
+                    claims.push(Claim {
+                        key,
+                        generation,
+                        due_at: instant_ms(due_at),
+                        lease_id,
+                    });
+                }
+                // Its lease runs out by itself; the others are still claimed.
+                Err(detail) => {
+                    corrupt.get_or_insert(DbError::Corrupt {
+                        what: format!("account {id:?}"),
+                        location: inner.location.clone(),
+                        detail,
+                    });
+                }
+            }
+        }
+        match corrupt {
+            // The claims kept are let go: the caller hears only the error.
+            Some(error) => {
+                for claim in &claims {
+                    self.release_claim(claim).await?;
+                }
+                Err(error)
+            }
+            None => Ok(claims),
+        }
     }
 
-    /// When the next account nobody leases or has claimed is due, for the
-    /// scheduler's sleep (a claim that runs out is not foreseen: sleep at
-    /// most the claim time-to-live).
+    /// When the next account nobody leases is due, for the scheduler's
+    /// sleep (a lease that runs out is not foreseen: sleep at most the
+    /// lease's lifetime).
     pub async fn next_due(&self) -> Result<Option<Timestamp>, DbError> {
         let inner = &self.inner;
         let next: Option<i64> = dispatch!(&inner.pool, pool => {

@@ -39,7 +39,7 @@ use std::hash::{Hash as _, Hasher as _};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use sqlx::Connection as _;
+use sqlx::{Connection as _, Row as _};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::backend::{Kind, Pool, dispatch};
@@ -68,8 +68,10 @@ pub(crate) enum Op {
     Release { key: String, lease_id: i64 },
     /// Write a record under this guard's lease (compare-and-swap).
     Write(Box<Write>),
-    /// Claim due accounts for this store (`DbStore::claim_due`).
+    /// Claim due accounts for this store, taking their leases
+    /// (`DbStore::claim_due`).
     Claim {
+        lease_id: i64,
         ttl: i64,
         /// Unix milliseconds.
         due: i64,
@@ -125,8 +127,9 @@ pub(crate) enum Done {
     /// The new generation, or `None` when the compare-and-swap or the fence
     /// did not match.
     Written(Option<i64>),
-    /// The accounts claimed, with their generations and due instants.
-    Claimed(Vec<(String, i64, Option<i64>)>),
+    /// The accounts claimed: each id, due instant and row as its lease
+    /// found it.
+    Claimed(Vec<(String, Option<i64>, LoadedRow)>),
 }
 
 struct Job {
@@ -329,13 +332,30 @@ macro_rules! run_op {
                 .await
                 .map(Done::Written)
             }
-            Op::Claim { ttl, due, limit } => sqlx::query_as(lane.sql.claim.clone())
+            Op::Claim {
+                lease_id,
+                ttl,
+                due,
+                limit,
+            } => sqlx::query(lane.sql.claim.clone())
                 .bind(owner)
+                .bind(*lease_id)
                 .bind(*ttl)
                 .bind(*due)
                 .bind(*limit)
                 .fetch_all($exec)
                 .await
+                .and_then(|rows| {
+                    rows.iter()
+                        .map(|row| {
+                            Ok((
+                                row.try_get(0)?,
+                                row.try_get(1)?,
+                                LoadedRow::read_at(row, 2)?,
+                            ))
+                        })
+                        .collect::<Result<Vec<_>, sqlx::Error>>()
+                })
                 .map(Done::Claimed),
         }
     }};

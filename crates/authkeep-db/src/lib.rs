@@ -47,4 +47,4 @@ pub use accounts::{
 };
 pub use error::DbError;
 pub use schedule::{AccountState, Schedule};
-pub use store::{DEFAULT_CLAIM_TTL, DEFAULT_LEASE_TTL, DbGuard, DbOptions, DbStore};
+pub use store::{DEFAULT_LEASE_TTL, DbGuard, DbOptions, DbStore};

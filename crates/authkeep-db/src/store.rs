@@ -43,8 +43,6 @@ use crate::schedule::{Derived, Schedule};
 
 /// How long a lease lasts unless renewed, by default.
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
-/// How long a claim keeps other agents off an account, by default.
-pub const DEFAULT_CLAIM_TTL: Duration = Duration::from_secs(60);
 /// How many group commit lanes a PostgreSQL store runs by default: none.
 /// The server already commits concurrent transactions with one flush of its
 /// log, and measured (benches/claim_write.rs), batching on one connection
@@ -64,11 +62,9 @@ const POLL_MAX: Duration = Duration::from_millis(200);
 #[non_exhaustive]
 pub struct DbOptions {
     /// How long a lease lasts without renewal (default 30 s); renewed every
-    /// third of it while its guard lives.
+    /// third of it while its guard lives. The leases of
+    /// [`DbStore::claim_due`] last as long.
     pub lease_ttl: Duration,
-    /// How long [`DbStore::claim_due`] keeps other agents off an account
-    /// (default 60 s).
-    pub claim_ttl: Duration,
     /// The longest wait for another holder's lease in [`DbStore::put_account`]
     /// and [`DbStore::remove_account`] (default 30 s).
     pub lock_wait: Duration,
@@ -92,7 +88,6 @@ impl Default for DbOptions {
     fn default() -> Self {
         Self {
             lease_ttl: DEFAULT_LEASE_TTL,
-            claim_ttl: DEFAULT_CLAIM_TTL,
             lock_wait: authkeep::DEFAULT_LOCK_TIMEOUT,
             schedule: Schedule::default(),
             max_connections: None,
@@ -106,7 +101,6 @@ impl std::fmt::Debug for DbOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DbOptions")
             .field("lease_ttl", &self.lease_ttl)
-            .field("claim_ttl", &self.claim_ttl)
             .field("lock_wait", &self.lock_wait)
             .field("schedule", &self.schedule)
             .field("max_connections", &self.max_connections)
@@ -119,12 +113,6 @@ impl DbOptions {
     /// Leases that last `ttl` without renewal.
     pub fn lease_ttl(mut self, ttl: Duration) -> Self {
         self.lease_ttl = ttl;
-        self
-    }
-
-    /// Claims that last `ttl`.
-    pub fn claim_ttl(mut self, ttl: Duration) -> Self {
-        self.claim_ttl = ttl;
         self
     }
 
@@ -174,7 +162,7 @@ pub(crate) struct Inner {
     pub(crate) location: String,
     pub(crate) sealer: AccountSealer,
     pub(crate) owner: String,
-    next_lease: AtomicI64,
+    pub(crate) next_lease: AtomicI64,
     pub(crate) options: DbOptions,
     pub(crate) sql: Arc<Statements>,
     /// Lease changes and record writes go through it (group commit).
@@ -184,6 +172,22 @@ pub(crate) struct Inner {
     /// The sessions of the accounts whose leases this store holds, as their
     /// holders last read or wrote them (see [`Held`]).
     held: Mutex<HashMap<SessionKey, Held>>,
+    /// Leases claims took that no guard has taken up yet (see [`Claimed`]).
+    claimed: Mutex<HashMap<SessionKey, Claimed>>,
+}
+
+/// A lease [`DbStore::claim_due`] took with the account's row, kept until
+/// `try_lock` on this store takes it up as a guard (the claimed account's
+/// refresh then takes no lease of its own), or the claimant lets it go
+/// ([`DbStore::release_claim`]). Taken up only within a third of the lease's
+/// lifetime, so that the guard's renewal comes before it could run out; an
+/// older one is let go and a lease taken afresh.
+pub(crate) struct Claimed {
+    pub lease_id: i64,
+    /// No later than the claim took the lease.
+    pub taken: Instant,
+    pub adopt_until: Instant,
+    pub row: Box<LoadedRow>,
 }
 
 /// A leased account's session as its holder last read or wrote it. While
@@ -332,8 +336,7 @@ pub(crate) struct Statements {
 
 const DERIVED_SET: &str = "state = $3, expires_at = $4, refresh_expires_at = $5, obtained_at = $6, \
     needs_login = $7, last_success_at = $8, last_error_class = $9, last_error_code = $10, \
-    last_error_at = $11, consecutive_failures = $12, next_attempt_at = $13, due_at_ms = $14, \
-    claimed_by = NULL, claimed_until = NULL";
+    last_error_at = $11, consecutive_failures = $12, next_attempt_at = $13, due_at_ms = $14";
 
 /// A client row's columns as [`ClientRow::read`] reads them, in order.
 pub(crate) const CLIENT_COLUMNS: [&str; 8] = [
@@ -365,12 +368,7 @@ impl Statements {
                 lease_id = excluded.lease_id, lease_until = excluded.lease_until \
                 WHERE authkeep_accounts.lease_until IS NULL OR authkeep_accounts.lease_until <= {{now}} \
                 RETURNING generation, record, client_name, {}",
-                CLIENT_COLUMNS
-                    .map(|column| format!(
-                        "(SELECT {column} FROM authkeep_clients \
-                        WHERE name = authkeep_accounts.client_name)"
-                    ))
-                    .join(", ")
+                client_subqueries()
             )),
             renew: s("UPDATE authkeep_accounts SET lease_until = {now} + $4 \
                 WHERE id = $1 AND lease_owner = $2 AND lease_id = $3 AND lease_until > {now}"),
@@ -402,8 +400,7 @@ impl Statements {
                 "UPDATE authkeep_accounts SET record = NULL, client_name = NULL, state = NULL, \
                 expires_at = NULL, refresh_expires_at = NULL, obtained_at = NULL, needs_login = 0, \
                 last_success_at = NULL, last_error_class = NULL, last_error_code = NULL, \
-                last_error_at = NULL, consecutive_failures = 0, next_attempt_at = NULL, due_at_ms = NULL, \
-                claimed_by = NULL, claimed_until = NULL \
+                last_error_at = NULL, consecutive_failures = 0, next_attempt_at = NULL, due_at_ms = NULL \
                 WHERE id = $1 AND lease_owner = $2 AND lease_id = $3 AND lease_until > {now} \
                 AND record IS NOT NULL AND generation = $4",
             ),
@@ -422,19 +419,21 @@ impl Statements {
                 ON CONFLICT (issuer) DO UPDATE SET clock_skew_secs = excluded.clock_skew_secs",
             ),
             clear_skew: s("DELETE FROM authkeep_issuers WHERE issuer = $1"),
-            claim: s(
-                "UPDATE authkeep_accounts SET claimed_by = $1, claimed_until = {now} + $2 \
+            // Takes the leases of the accounts it claims and returns what
+            // `load` reads, like `try_lock` (see `Claimed`).
+            claim: s(&format!(
+                "UPDATE authkeep_accounts SET lease_owner = $1, lease_id = $2, \
+                lease_until = {{now}} + $3 \
                 WHERE id IN (SELECT id FROM authkeep_accounts \
-                    WHERE due_at_ms <= $3 AND record IS NOT NULL \
-                    AND (lease_until IS NULL OR lease_until <= {now}) \
-                    AND (claimed_until IS NULL OR claimed_until <= {now}) \
-                    ORDER BY due_at_ms LIMIT $4 {skip_locked}) \
-                RETURNING id, generation, due_at_ms",
-            ),
+                    WHERE due_at_ms <= $4 AND record IS NOT NULL \
+                    AND (lease_until IS NULL OR lease_until <= {{now}}) \
+                    ORDER BY due_at_ms LIMIT $5 {{skip_locked}}) \
+                RETURNING id, due_at_ms, generation, record, client_name, {}",
+                client_subqueries()
+            )),
             next_due: s(
                 "SELECT MIN(due_at_ms) FROM authkeep_accounts WHERE due_at_ms IS NOT NULL \
-                AND (lease_until IS NULL OR lease_until <= {now}) \
-                AND (claimed_until IS NULL OR claimed_until <= {now})",
+                AND (lease_until IS NULL OR lease_until <= {now})",
             ),
             upsert_login: s(&format!(
                 "INSERT INTO authkeep_accounts (id, client_name, generation, record, \
@@ -462,6 +461,18 @@ impl Statements {
             ),
         }
     }
+}
+
+/// The client row's columns of an account row being updated, as
+/// subqueries (`RETURNING` cannot join).
+fn client_subqueries() -> String {
+    CLIENT_COLUMNS
+        .map(|column| {
+            format!(
+                "(SELECT {column} FROM authkeep_clients WHERE name = authkeep_accounts.client_name)"
+            )
+        })
+        .join(", ")
 }
 
 /// A process-wide-unique owner id: host, process id, random.
@@ -542,6 +553,7 @@ impl DbStore {
                 committer,
                 skews: Mutex::default(),
                 held: Mutex::default(),
+                claimed: Mutex::default(),
             }),
         })
     }
@@ -579,10 +591,24 @@ impl DbStore {
     }
 
     async fn take_lease(&self, key: &SessionKey) -> Result<Option<DbGuard>, DbError> {
+        let claimed = self.claimed().remove(key);
+        if let Some(claimed) = claimed {
+            if Instant::now() < claimed.adopt_until {
+                return Ok(Some(self.guard_for(
+                    key,
+                    claimed.lease_id,
+                    claimed.taken,
+                    *claimed.row,
+                )));
+            }
+            // Too old to rely on (its renewal might come too late): let it
+            // go, and take the lease as anyone would.
+            self.release_lease(key, claimed.lease_id).await?;
+        }
         let inner = &self.inner;
         let lease_id = inner.next_lease.fetch_add(1, Ordering::Relaxed);
         // Before the request: the lease surely lasts until then.
-        let fresh_until = Instant::now().checked_add(inner.options.lease_ttl);
+        let taken_at = Instant::now();
         let taken = inner
             .committer
             .run(Op::Take {
@@ -594,9 +620,19 @@ impl DbStore {
         let Done::Taken(taken) = taken else {
             return Err(self.unexpected("taking a lease"));
         };
-        let Some(row) = taken else {
-            return Ok(None);
-        };
+        Ok(taken.map(|row| self.guard_for(key, lease_id, taken_at, *row)))
+    }
+
+    /// The guard of a lease just taken (by `try_lock` or a claim) at
+    /// `taken_at` or later, on the row as the lease found it.
+    fn guard_for(
+        &self,
+        key: &SessionKey,
+        lease_id: i64,
+        taken_at: Instant,
+        row: LoadedRow,
+    ) -> DbGuard {
+        let inner = &self.inner;
         // From here the lease is ours: a guard releases it whatever happens.
         // `tokio::spawn` below needs a Tokio runtime, which cannot be missing
         // here: the lease was just taken by a task on one.
@@ -640,7 +676,10 @@ impl DbStore {
         };
         // A row that does not decode is not kept: `load` reads it again and
         // reports what is wrong with it.
-        if let (Some(fresh_until), Ok(session)) = (fresh_until, self.decode(key, *row)) {
+        if let (Some(fresh_until), Ok(session)) = (
+            taken_at.checked_add(inner.options.lease_ttl),
+            self.decode(key, row),
+        ) {
             self.held().insert(
                 key.clone(),
                 Held {
@@ -652,7 +691,53 @@ impl DbStore {
                 },
             );
         }
-        Ok(Some(guard))
+        guard
+    }
+
+    /// Lets go of a lease this store holds, and waits until it is let go.
+    async fn release_lease(&self, key: &SessionKey, lease_id: i64) -> Result<(), DbError> {
+        let released = self
+            .commit(Op::Release {
+                key: key.as_str().to_owned(),
+                lease_id,
+            })
+            .await?;
+        match released {
+            Done::Released => Ok(()),
+            _ => Err(self.unexpected("releasing a lease")),
+        }
+    }
+
+    /// Keeps the leases of a claim for this store's guards to take up.
+    pub(crate) fn keep_claimed(&self, key: SessionKey, claimed: Claimed) {
+        let replaced = self.claimed().insert(key, claimed);
+        // A claim only takes leases nobody holds, this store included, so
+        // none can be waiting already; should one be, its lease is gone.
+        drop(replaced);
+    }
+
+    /// Lets go of a claimed account's lease unless a guard took it up: call
+    /// after the claimed account was dealt with.
+    pub async fn release_claim(&self, claim: &crate::Claim) -> Result<(), DbError> {
+        let unused = {
+            let mut claimed = self.claimed();
+            match claimed.get(&claim.key) {
+                Some(c) if c.lease_id == claim.lease_id => claimed.remove(&claim.key),
+                _ => None,
+            }
+        };
+        match unused {
+            Some(c) => self.release_lease(&claim.key, c.lease_id).await,
+            None => Ok(()),
+        }
+    }
+
+    fn claimed(&self) -> std::sync::MutexGuard<'_, HashMap<SessionKey, Claimed>> {
+        // Every critical section is one lookup, insert or remove.
+        self.inner
+            .claimed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn held(&self) -> std::sync::MutexGuard<'_, HashMap<SessionKey, Held>> {
@@ -1044,7 +1129,7 @@ impl DbStore {
 
 /// An account row as `load` reads it (and a lease taken returns it).
 pub(crate) struct LoadedRow {
-    generation: i64,
+    pub(crate) generation: i64,
     record: Option<String>,
     client_name: Option<String>,
     client: ClientRow,
@@ -1057,11 +1142,21 @@ impl LoadedRow {
         String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
         i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     {
+        Self::read_at(row, 0)
+    }
+
+    /// Reads the row's columns from column `at` on.
+    pub(crate) fn read_at<R: sqlx::Row>(row: &R, at: usize) -> Result<Self, sqlx::Error>
+    where
+        usize: sqlx::ColumnIndex<R>,
+        String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    {
         Ok(LoadedRow {
-            generation: row.try_get(0)?,
-            record: row.try_get(1)?,
-            client_name: row.try_get(2)?,
-            client: ClientRow::read(row, 3)?,
+            generation: row.try_get(at)?,
+            record: row.try_get(at + 1)?,
+            client_name: row.try_get(at + 2)?,
+            client: ClientRow::read(row, at + 3)?,
         })
     }
 }
@@ -1113,6 +1208,10 @@ impl Store for DbStore {
     }
 
     async fn wait_for_release(&self, key: &SessionKey, wait: Duration) -> Result<bool, StoreError> {
+        if self.claimed().contains_key(key) {
+            // This store's own claim holds it: `try_lock` takes it up.
+            return Ok(true);
+        }
         Ok(self.wait_for_lease(key, wait).await?)
     }
 

@@ -46,9 +46,6 @@ pub struct AgentArgs {
     /// How long a refresh's lease on an account lasts unless renewed (tests)
     #[arg(long, value_name = "DURATION", hide = true, value_parser = parse_duration)]
     lease_ttl: Option<SignedDuration>,
-    /// How long a claim keeps other agents off a due account (tests)
-    #[arg(long, value_name = "DURATION", hide = true, value_parser = parse_duration)]
-    claim_ttl: Option<SignedDuration>,
 }
 
 fn std_duration(d: SignedDuration) -> Duration {
@@ -89,9 +86,6 @@ pub fn run(args: AgentArgs) -> Result<()> {
         DbOptions::default().schedule(Schedule::default().with_keep_alive(keep_alive));
     if let Some(ttl) = args.lease_ttl {
         db_options = db_options.lease_ttl(std_duration(ttl));
-    }
-    if let Some(ttl) = args.claim_ttl {
-        db_options = db_options.claim_ttl(std_duration(ttl));
     }
     if !url(&args.db, &home)?.starts_with("sqlite:") {
         // Each refresh holds a connection for a few round trips: a pool

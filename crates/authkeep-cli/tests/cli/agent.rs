@@ -720,14 +720,7 @@ fn two_agents_on_postgres_share_due_accounts_and_survive_one_killed() {
         latency_ms: 300,
         ..Faults::default()
     });
-    let short = [
-        "--lease-ttl",
-        "2s",
-        "--claim-ttl",
-        "3s",
-        "--concurrency",
-        "2",
-    ];
+    let short = ["--lease-ttl", "2s", "--concurrency", "2"];
     let first = s.agent(&short);
     let mut second = s.agent(&short);
     // Kill the second mid-run, while it refreshes.

@@ -256,14 +256,7 @@ fn three_agents_on_postgres_one_killed_refresh_each_account_once_per_cycle() {
     });
     let fleet = Fleet::new(&idp, Some(postgres_database()));
     fleet.import(&idp, ACCOUNTS, |_| TTL);
-    let short = [
-        "--lease-ttl",
-        "2s",
-        "--claim-ttl",
-        "2s",
-        "--concurrency",
-        "8",
-    ];
+    let short = ["--lease-ttl", "2s", "--concurrency", "8"];
     let first = fleet.agent("1", &short);
     let second = fleet.agent("2", &short);
     let third = fleet.agent("3", &short);

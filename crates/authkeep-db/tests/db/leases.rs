@@ -1,19 +1,22 @@
 //! Leases: a holder whose lease ran out and was taken over writes nothing
 //! (fencing); a long holder's lease is renewed; a dropped guard's lease is
-//! released. Separate stores (separate owners and connections), and for the
+//! released; a claim's leases are taken up by the claiming store's guards. Separate stores (separate owners and connections), and for the
 //! stalled holder a runtime of its own on a thread that stops, as a paused
 //! process does.
 
 use std::sync::mpsc;
 use std::time::Duration;
 
+use std::time::Instant;
+
 use authkeep::store::{Store, StoreKey};
-use authkeep::{Record, StoreError};
-use authkeep_db::{DbOptions, DbStore};
+use authkeep::{Client, Record, StoreError};
+use authkeep_db::{AccountLogin, DbOptions, DbStore, NewClient};
+use jiff::{SignedDuration, Timestamp};
 
 use crate::suite;
 
-use crate::harness::{account, postgres_url, sqlite_url};
+use crate::harness::{account, postgres_url, response, sqlite_url};
 
 const SHORT: Duration = Duration::from_millis(300);
 
@@ -112,6 +115,111 @@ async fn a_long_holder_keeps_its_lease(url: String) {
         .unwrap();
     assert!(released);
     assert!(b.try_lock(&id).await.unwrap().is_some());
+}
+
+/// A claim takes the leases of the accounts it claims: another store cannot
+/// lock them; the claiming store's `try_lock` takes the lease up (a fresh
+/// take would find it held) and writes under it; `release_claim` lets go of
+/// one nobody took up; and one older than a third of the lease's lifetime
+/// (its renewal could come too late) is let go and taken afresh.
+async fn a_claim_leases_its_accounts(url: String) {
+    const TTL: Duration = Duration::from_secs(6);
+    let key = StoreKey::generate().unwrap();
+    let options = DbOptions::default().lease_ttl(TTL);
+    let a = DbStore::open_with(&url, key.clone(), options.clone())
+        .await
+        .unwrap();
+    let b = DbStore::open_with(&url, key, options).await.unwrap();
+    let now: Timestamp = "2026-06-01T12:00:00Z".parse().unwrap();
+    a.add_client(NewClient::new(
+        "acme",
+        Client::new("https://idp.example", "app"),
+    ))
+    .await
+    .unwrap();
+    let ids = ["alpha", "beta", "gamma"].map(account);
+    let logins = ids
+        .iter()
+        .map(|id| AccountLogin::new(id.clone(), "acme", response("at", "rt", now, 60)))
+        .collect();
+    a.put_accounts(logins, now).await.unwrap();
+    let [alpha, beta, gamma] = &ids;
+
+    let claimed_at = Instant::now();
+    let mut claims = a
+        .claim_due(10, now + SignedDuration::from_hours(1))
+        .await
+        .unwrap();
+    claims.sort_by(|x, y| x.key.cmp(&y.key));
+    let keys: Vec<_> = claims.iter().map(|c| c.key.clone()).collect();
+    assert_eq!(keys, ids.to_vec());
+    assert!(
+        b.claim_due(10, now + SignedDuration::from_hours(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for id in &ids {
+        assert!(
+            b.try_lock(id).await.unwrap().is_none(),
+            "{id}: claimed by a"
+        );
+    }
+    assert!(
+        a.wait_for_release(alpha, Duration::ZERO).await.unwrap(),
+        "a's own claim: take it up"
+    );
+
+    let guard = a.try_lock(alpha).await.unwrap().expect("taken up");
+    let loaded = a.load(alpha).await.unwrap().unwrap();
+    assert_eq!(loaded.generation, claims[0].generation);
+    let written = a
+        .write(&guard, Some(loaded.generation), &record("at-alpha"))
+        .await
+        .unwrap();
+    assert_eq!(written, loaded.generation + 1);
+    a.release_claim(&claims[0]).await.unwrap();
+    assert!(
+        b.try_lock(alpha).await.unwrap().is_none(),
+        "the guard holds it"
+    );
+    drop(guard);
+    assert!(
+        b.wait_for_release(alpha, Duration::from_secs(10))
+            .await
+            .unwrap()
+    );
+
+    a.release_claim(&claims[1]).await.unwrap();
+    assert!(b.try_lock(beta).await.unwrap().is_some(), "let go");
+    // What follows relies on the above taking less than a third of the
+    // lease's lifetime.
+    assert!(claimed_at.elapsed() < TTL / 3, "{:?}", claimed_at.elapsed());
+
+    tokio::time::sleep((TTL / 3).saturating_sub(claimed_at.elapsed()) + SHORT).await;
+    let late = a.try_lock(gamma).await.unwrap().expect("taken afresh");
+    let loaded = a.load(gamma).await.unwrap().unwrap();
+    a.write(&late, Some(loaded.generation), &record("at-gamma"))
+        .await
+        .unwrap();
+    assert!(b.try_lock(gamma).await.unwrap().is_none());
+    // Its claim is gone with the lease it took: releasing it changes nothing.
+    a.release_claim(&claims[2]).await.unwrap();
+    assert!(
+        b.try_lock(gamma).await.unwrap().is_none(),
+        "still a's guard's"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_claims_lease_their_accounts() {
+    let dir = tempfile::tempdir().unwrap();
+    a_claim_leases_its_accounts(sqlite_url(dir.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_claims_lease_their_accounts() {
+    a_claim_leases_its_accounts(postgres_url().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
