@@ -17,7 +17,8 @@
 #
 # For each backend it prints one block: the due rate, refreshes per second
 # (mean over the run, and the best one-second rate), the schedule lag p50/p99
-# (from the agent's histogram, interpolated within buckets), the agent's
+# (from the agent's histogram, interpolated within buckets), the scheduler's
+# claims, the agent's
 # resident memory (peak sampled, and VmHWM), CPU seconds of the agent and the
 # provider, and the token API's requests per second and latency p50/p99.
 set -euo pipefail
@@ -187,6 +188,7 @@ run() {
     "refreshed" "$done of $accounts ($failures failed)" \
     "refreshes/s" "$mean mean (first to last), $best best second" \
     "schedule lag" "p50 $(lag_quantile 0.5 "$dir/metrics"), p99 $(lag_quantile 0.99 "$dir/metrics")" \
+    "claims" "$(metric authkeep_scheduler_claims_total "$dir/metrics")" \
     "agent RSS" "$(( rss_max / 1024 )) MB peak sampled, VmHWM $(( hwm / 1024 )) MB, $(( rss_after / 1024 )) MB after the token load" \
     "CPU seconds" "agent $agent_cpu, provider $idp_cpu" \
     "token API (warm)" "$(jq -r '"\(.per_second) req/s, p50 \(.p50_ms) ms, p99 \(.p99_ms) ms, \(.errors) errors, \(.connections // "'"$connections"'") connections"' <<<"$tokens")"

@@ -95,6 +95,18 @@ pub(crate) fn sql(kind: Kind, text: &str) -> SqlStr {
             },
         )
         .replace(
+            "{pairs}",
+            match kind {
+                Kind::Sqlite => {
+                    "SELECT value ->> 0 AS id, value ->> 1 AS lease_id FROM json_each($2)"
+                }
+                Kind::Postgres => {
+                    "SELECT e ->> 0 AS id, CAST(e ->> 1 AS BIGINT) AS lease_id \
+                    FROM jsonb_array_elements(CAST($2 AS JSONB)) AS e"
+                }
+            },
+        )
+        .replace(
             "{text_c}",
             match kind {
                 Kind::Sqlite => "TEXT",

@@ -155,6 +155,9 @@ impl Job {
 pub(crate) struct Committer {
     lanes: Vec<mpsc::UnboundedSender<Job>>,
     direct: Option<Arc<Lane>>,
+    /// Without lanes: the releases of dropped guards, which a task lets go
+    /// of in one statement per batch.
+    releases: Option<mpsc::UnboundedSender<(String, i64)>>,
     location: String,
     /// Where the store was opened: unanswered ops of a direct committer run
     /// there when sent from outside any runtime (a guard dropped in
@@ -211,6 +214,11 @@ impl Committer {
             level: Arc::clone(&level),
         };
         let direct = (lanes == 0).then(|| Arc::new(lane()));
+        let releases = direct.as_ref().map(|_| {
+            let (send, receive) = mpsc::unbounded_channel();
+            tokio::spawn(lane().release_batches(receive));
+            send
+        });
         let lanes = (0..lanes)
             .map(|_| {
                 let (send, receive) = mpsc::unbounded_channel();
@@ -221,6 +229,7 @@ impl Committer {
         Committer {
             lanes,
             direct,
+            releases,
             location: location.to_owned(),
             runtime: tokio::runtime::Handle::current(),
         }
@@ -260,6 +269,9 @@ impl Committer {
     /// Starts `op` without waiting for it; returns whether it was started
     /// (not once the lanes' runtime has ended).
     pub(crate) fn send(&self, op: Op) -> bool {
+        if let (Some(releases), Op::Release { key, lease_id }) = (&self.releases, &op) {
+            return releases.send((key.clone(), *lease_id)).is_ok();
+        }
         if let Some(direct) = &self.direct {
             let runtime =
                 tokio::runtime::Handle::try_current().unwrap_or_else(|_| self.runtime.clone());
@@ -361,7 +373,42 @@ macro_rules! run_op {
     }};
 }
 
+/// Lets go of the owner's leases `$pairs` (account id, lease id) in one
+/// statement on `$exec`, as an expression of type `Result<(), sqlx::Error>`
+/// (a macro for the same reason as `run_op!`: each backend's executor).
+macro_rules! release_many {
+    ($sql:expr, $owner:expr, $pairs:expr, $exec:expr) => {{
+        let pairs: &[(&str, i64)] = $pairs;
+        match serde_json::to_string(pairs) {
+            Ok(pairs) => sqlx::query($sql.release_many.clone())
+                .bind($owner)
+                .bind(pairs)
+                .execute($exec)
+                .await
+                .map(drop),
+            Err(e) => Err(sqlx::Error::Encode(Box::new(e))),
+        }
+    }};
+}
+
 impl Lane {
+    /// Lets go of the queued leases, whatever queued up meanwhile in one
+    /// statement. Nobody waits for the answer: a release that fails leaves a
+    /// lease that runs out by itself.
+    async fn release_batches(self, mut queue: mpsc::UnboundedReceiver<(String, i64)>) {
+        let mut batch = Vec::with_capacity(MOST_PER_COMMIT);
+        while queue.recv_many(&mut batch, MOST_PER_COMMIT).await > 0 {
+            let pairs: Vec<(&str, i64)> = batch.iter().map(|(k, l)| (k.as_str(), *l)).collect();
+            let released = dispatch!(&self.pool, pool => {
+                release_many!(self.sql, self.owner.as_str(), &pairs, pool)
+            });
+            if let Err(e) = released {
+                drop(e);
+            }
+            batch.clear();
+        }
+    }
+
     async fn serve(self, mut jobs: mpsc::UnboundedReceiver<Job>) {
         let mut batch = Vec::with_capacity(MOST_PER_COMMIT);
         while jobs.recv_many(&mut batch, MOST_PER_COMMIT).await > 0 {
@@ -446,8 +493,26 @@ impl Lane {
                     .begin_with(begin)
                     .await
                     .map_err(failed("beginning a batch", false))?;
+                // Releases first, in one statement. None of them can be of a
+                // lease another op of the batch needs: a guard is released
+                // only after its take and its writes were answered.
+                let releases: Vec<(&str, i64)> = ops
+                    .iter()
+                    .filter_map(|op| match op {
+                        Op::Release { key, lease_id } => Some((key.as_str(), *lease_id)),
+                        _ => None,
+                    })
+                    .collect();
+                let combined = releases.len() > 1;
+                if combined {
+                    release_many!(self.sql, self.owner.as_str(), &releases, &mut *tx)
+                        .map_err(failed("releasing leases", true))?;
+                }
                 for op in ops {
-                    let one = run_op!(self, &mut *tx, *op).map_err(failed(op.action(), true))?;
+                    let one = match op {
+                        Op::Release { .. } if combined => Done::Released,
+                        _ => run_op!(self, &mut *tx, *op).map_err(failed(op.action(), true))?,
+                    };
                     done.push(one);
                 }
                 tx.commit().await.map_err(failed("committing a batch", false))?;

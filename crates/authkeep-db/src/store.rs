@@ -316,6 +316,7 @@ pub(crate) struct Statements {
     pub try_lock: SqlStr,
     pub renew: SqlStr,
     pub release: SqlStr,
+    pub release_many: SqlStr,
     pub leased: SqlStr,
     pub write_some: SqlStr,
     pub write_none: SqlStr,
@@ -375,6 +376,13 @@ impl Statements {
             release: s(
                 "UPDATE authkeep_accounts SET lease_owner = NULL, lease_id = NULL, lease_until = NULL \
                 WHERE id = $1 AND lease_owner = $2 AND lease_id = $3",
+            ),
+            // `$2`: a JSON array of `[id, lease id]` pairs.
+            release_many: s(
+                "UPDATE authkeep_accounts SET lease_owner = NULL, lease_id = NULL, lease_until = NULL \
+                FROM ({pairs}) AS r \
+                WHERE authkeep_accounts.id = r.id AND authkeep_accounts.lease_owner = $1 \
+                AND authkeep_accounts.lease_id = r.lease_id",
             ),
             leased: s(
                 "SELECT COUNT(*) FROM authkeep_accounts WHERE id = $1 AND lease_until > {now}",

@@ -1,6 +1,7 @@
 //! Group commit: writes that queue up together are committed in one
 //! transaction, yet each is judged by itself, so a conflicting or fenced-off
-//! write fails alone and the others land.
+//! write fails alone and the others land; releases that queue up together
+//! are let go in one statement, each only of its own lease.
 
 use authkeep::store::{Store, StoreKey};
 use authkeep::{SessionKey, StoreError};
@@ -78,6 +79,23 @@ async fn each_write_in_a_batch_is_judged_alone(url: String, options: DbOptions) 
         let stored = store.load(&ids[i]).await.unwrap().unwrap();
         let landed = !stolen(i) && !stale(i);
         assert_eq!(stored.generation, if landed { 2 } else { 1 }, "{i}");
+    }
+
+    // Dropped at once, the guards' releases queue up and are let go
+    // together: each of its own lease, none of a lease taken over.
+    drop(guards);
+    for (i, id) in ids.iter().enumerate() {
+        if stolen(i) {
+            assert!(
+                thief.try_lock(id).await.unwrap().is_none(),
+                "{i}: the thief's"
+            );
+        } else {
+            assert!(
+                thief.wait_for_release(id, suite::WAIT).await.unwrap(),
+                "{i}: released"
+            );
+        }
     }
     drop(thieves);
 }
