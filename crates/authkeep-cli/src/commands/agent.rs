@@ -33,7 +33,8 @@ pub struct AgentArgs {
     /// The API key every TCP request must carry as `Authorization: Bearer KEY` (a 0600 file)
     #[arg(long, value_name = "PATH")]
     api_key_file: Option<PathBuf>,
-    /// Refreshes at once, at most
+    /// Refreshes at once, at most (a large fleet wants 64 to 256: writes are
+    /// batched, so more at once means more a second)
     #[arg(long, value_name = "N", default_value_t = DEFAULT_CONCURRENCY)]
     concurrency: usize,
     /// Refresh every account at least this often, for providers whose refresh tokens die when
