@@ -25,11 +25,10 @@ use crate::state::AgentState;
 
 /// The pause after the store failed to answer, doubling to the poll interval.
 const STORE_RETRY_FIRST: Duration = Duration::from_millis(100);
-/// How far ahead of their due instants accounts are claimed, and the
-/// shortest pause between claims while nothing is overdue: each claim takes
-/// what comes due over the next stretch, at most this much early (nothing
-/// in a refresh window of minutes), instead of one claim per account when
-/// due instants are spread out.
+/// How far ahead of their due instants accounts are claimed (each waits in
+/// its slot until due), and the shortest pause between claims while nothing
+/// is overdue: each claim takes what comes due over the next stretch,
+/// instead of one claim per account when due instants are spread out.
 const CLAIM_AHEAD: Duration = Duration::from_millis(200);
 const CLAIM_GAP: Duration = Duration::from_millis(100);
 /// With more due than slots, the share of the slots that must be free
@@ -169,10 +168,15 @@ fn surface_panic(done: Result<(), tokio::task::JoinError>) {
     }
 }
 
-/// Refreshes one claimed account, recording how late it started (claimed
-/// ahead, it may start early: that counts as on time).
+/// Refreshes one claimed account when it is due, recording how late it
+/// started.
 async fn refresh(state: Arc<AgentState>, claim: Claim, slot: OwnedSemaphorePermit) {
     if let Some(due) = claim.due_at {
+        // Claimed ahead: refreshed when due, not before.
+        let early = due.duration_since(state.keeper.now());
+        if let Ok(early) = Duration::try_from(early) {
+            tokio::time::sleep(early.min(CLAIM_AHEAD)).await;
+        }
         let now = state.keeper.now();
         state.metrics.lag(now.duration_since(due).as_secs_f64());
     }

@@ -684,11 +684,7 @@ pub(crate) fn postgres_database() -> String {
         );
     };
     let name = format!("agent_{:016x}", fastrand_u64());
-    let status = std::process::Command::new("psql")
-        .args([&base, "-q", "-c", &format!("CREATE DATABASE {name}")])
-        .status()
-        .unwrap();
-    assert!(status.success(), "creating a database");
+    psql(&base, &format!("CREATE DATABASE {name}"));
     let (prefix, _) = base.rsplit_once('/').unwrap();
     format!("{prefix}/{name}")
 }
@@ -766,6 +762,56 @@ fn two_agents_on_postgres_share_due_accounts_and_survive_one_killed() {
         "no refresh token was presented twice"
     );
     assert_eq!(first.stop(), 0);
+}
+
+/// A store that fails the scheduler's claims (a statement the database
+/// refuses) is logged and counted, changes no account, and once it answers
+/// again the due account is refreshed, once.
+#[test]
+fn the_scheduler_waits_out_a_store_that_refuses_its_claims() {
+    let idp = Idp::start(Config::default());
+    let database = postgres_database();
+    let s = Setup::new(&idp, Some(database.clone()));
+    // Due in about 4 seconds (half its life, less the jitter).
+    s.add_account(&idp, "alice", 10);
+    let agent = s.agent(&[]);
+    psql(
+        &database,
+        "CREATE FUNCTION refuse_claim() RETURNS trigger LANGUAGE plpgsql \
+        AS $$ BEGIN RAISE EXCEPTION 'claims are refused'; END $$; \
+        CREATE TRIGGER refuse_claim BEFORE UPDATE ON authkeep_accounts FOR EACH ROW \
+        WHEN (NEW.lease_owner IS NOT NULL AND OLD.lease_owner IS DISTINCT FROM NEW.lease_owner) \
+        EXECUTE FUNCTION refuse_claim()",
+    );
+    wait_until("a refused claim", WAIT, || {
+        agent.log().contains("cannot claim due accounts")
+    });
+    assert_eq!(idp.refreshes(), 0, "refused before the account came due");
+    let errors = agent
+        .metrics()
+        .lines()
+        .find_map(|l| l.strip_prefix("authkeep_scheduler_errors_total "))
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(errors >= Some(1), "{errors:?}");
+    assert_eq!(s.account("alice")["state"], "active");
+    psql(
+        &database,
+        "DROP TRIGGER refuse_claim ON authkeep_accounts; DROP FUNCTION refuse_claim()",
+    );
+    wait_until("the refresh after", WAIT, || {
+        s.account("alice")["generation"] == 2
+    });
+    assert_eq!(idp.refreshes(), 1);
+    assert_eq!(s.account("alice")["state"], "active");
+    assert_eq!(agent.stop(), 0);
+}
+
+fn psql(database: &str, sql: &str) {
+    let status = std::process::Command::new("psql")
+        .args([database, "-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .status()
+        .unwrap();
+    assert!(status.success(), "psql: {sql}");
 }
 
 /// The status page's browser check (`crates/authkeep-agent/tests/page`), its

@@ -13,6 +13,7 @@ use authkeep::store::{Store, StoreKey};
 use authkeep::{Client, Record, StoreError};
 use authkeep_db::{AccountLogin, DbOptions, DbStore, NewClient};
 use jiff::{SignedDuration, Timestamp};
+use sqlx::Connection as _;
 
 use crate::suite;
 
@@ -121,7 +122,8 @@ async fn a_long_holder_keeps_its_lease(url: String) {
 /// lock them; the claiming store's `try_lock` takes the lease up (a fresh
 /// take would find it held) and writes under it; `release_claim` lets go of
 /// one nobody took up; and one older than a third of the lease's lifetime
-/// (its renewal could come too late) is let go and taken afresh.
+/// (its renewal could come too late) is let go and taken afresh. A release
+/// the database refuses is an error, and the lease is left to run out.
 async fn a_claim_leases_its_accounts(url: String) {
     const TTL: Duration = Duration::from_secs(6);
     let key = StoreKey::generate().unwrap();
@@ -137,13 +139,13 @@ async fn a_claim_leases_its_accounts(url: String) {
     ))
     .await
     .unwrap();
-    let ids = ["alpha", "beta", "gamma"].map(account);
+    let ids = ["alpha", "beta", "delta", "epsilon", "gamma"].map(account);
     let logins = ids
         .iter()
         .map(|id| AccountLogin::new(id.clone(), "acme", response("at", "rt", now, 60)))
         .collect();
     a.put_accounts(logins, now).await.unwrap();
-    let [alpha, beta, gamma] = &ids;
+    let [alpha, beta, delta, epsilon, gamma] = &ids;
 
     let claimed_at = Instant::now();
     let mut claims = a
@@ -192,6 +194,16 @@ async fn a_claim_leases_its_accounts(url: String) {
 
     a.release_claim(&claims[1]).await.unwrap();
     assert!(b.try_lock(beta).await.unwrap().is_some(), "let go");
+
+    refuse_releases(&url, true).await;
+    let refused = a.release_claim(&claims[3]).await;
+    refuse_releases(&url, false).await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert!(
+        b.try_lock(epsilon).await.unwrap().is_none(),
+        "left to run out"
+    );
+    a.release_claim(&claims[3]).await.unwrap();
     // What follows relies on the above taking less than a third of the
     // lease's lifetime.
     assert!(claimed_at.elapsed() < TTL / 3, "{:?}", claimed_at.elapsed());
@@ -204,11 +216,56 @@ async fn a_claim_leases_its_accounts(url: String) {
         .unwrap();
     assert!(b.try_lock(gamma).await.unwrap().is_none());
     // Its claim is gone with the lease it took: releasing it changes nothing.
-    a.release_claim(&claims[2]).await.unwrap();
+    a.release_claim(&claims[4]).await.unwrap();
     assert!(
         b.try_lock(gamma).await.unwrap().is_none(),
         "still a's guard's"
     );
+
+    // A claim too old to take up whose release is refused: an error, and
+    // the lease is left to run out.
+    refuse_releases(&url, true).await;
+    let refused = a.try_lock(delta).await;
+    refuse_releases(&url, false).await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert!(a.try_lock(delta).await.unwrap().is_none(), "still leased");
+}
+
+/// Makes the database refuse (or accept again) every release of a lease,
+/// behind the stores' backs.
+async fn refuse_releases(url: &str, refuse: bool) {
+    let statements: &[&str] = match (url.starts_with("sqlite:"), refuse) {
+        (true, true) => &[
+            "CREATE TRIGGER refuse_release BEFORE UPDATE ON authkeep_accounts \
+            WHEN OLD.lease_owner IS NOT NULL AND NEW.lease_owner IS NULL \
+            BEGIN SELECT RAISE(ABORT, 'releases are refused'); END",
+        ],
+        (true, false) => &["DROP TRIGGER refuse_release"],
+        (false, true) => &[
+            "CREATE FUNCTION refuse_release() RETURNS trigger LANGUAGE plpgsql \
+            AS $$ BEGIN RAISE EXCEPTION 'releases are refused'; END $$",
+            "CREATE TRIGGER refuse_release BEFORE UPDATE ON authkeep_accounts FOR EACH ROW \
+            WHEN (OLD.lease_owner IS NOT NULL AND NEW.lease_owner IS NULL) \
+            EXECUTE FUNCTION refuse_release()",
+        ],
+        (false, false) => &[
+            "DROP TRIGGER refuse_release ON authkeep_accounts",
+            "DROP FUNCTION refuse_release()",
+        ],
+    };
+    if url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+        for statement in statements {
+            sqlx::query(*statement).execute(&mut conn).await.unwrap();
+        }
+        conn.close().await.unwrap();
+    } else {
+        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        for statement in statements {
+            sqlx::query(*statement).execute(&mut conn).await.unwrap();
+        }
+        conn.close().await.unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
