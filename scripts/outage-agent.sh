@@ -127,6 +127,8 @@ status=$(curl -s -o "$work/rejected.json" -w '%{http_code}' -H "Authorization: B
   -H 'content-type: application/json' -X POST "$base/v1/accounts/$victim/rejected" \
   -d "{\"access_token\": \"$token\"}")
 echo "revoked $victim's grant; the rejected call answered $status $(jq -c '.error | {class, code}' "$work/rejected.json")"
+[ "$status $(jq -r '.error.code' "$work/rejected.json")" = "409 invalid_grant" ] \
+  || fail "the rejected call should answer 409 with the code invalid_grant"
 sleep 2
 needs=$(api /v1/accounts | jq -c '[.accounts[] | select(.state == "needs_login") | .id]')
 echo "needs a login (GET /v1/accounts): $needs; all: $(states)"

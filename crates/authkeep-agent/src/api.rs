@@ -163,6 +163,8 @@ async fn check_access(
 pub(crate) struct ApiError {
     status: StatusCode,
     class: &'static str,
+    /// The provider's error code, when the class comes from its answer.
+    code: Option<String>,
     message: String,
     retry_after: Option<i64>,
 }
@@ -172,6 +174,7 @@ impl ApiError {
         Self {
             status,
             class,
+            code: None,
             message: message.into(),
             retry_after: None,
         }
@@ -208,7 +211,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"class": self.class, "message": self.message}});
+        let mut error = json!({"class": self.class, "message": self.message});
+        if let Some(code) = self.code {
+            error["code"] = json!(code);
+        }
+        let body = json!({ "error": error });
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after
             && let Ok(value) = HeaderValue::from_str(&secs.max(1).to_string())
@@ -223,14 +230,18 @@ impl IntoResponse for ApiError {
 /// and the provider's error code (or `http_NNN`), never its text.
 pub(crate) fn failure_parts(error: &Error) -> (StatusCode, &'static str, Option<String>) {
     match error {
-        Error::LoginRequired { reason, .. } => match reason {
-            LoginReason::NoSession => (StatusCode::NOT_FOUND, "not_found", None),
-            LoginReason::SessionEnded => (StatusCode::CONFLICT, "session_dead", None),
-            LoginReason::InteractionRequired => {
-                (StatusCode::CONFLICT, "interaction_required", None)
+        Error::LoginRequired { reason, detail, .. } => {
+            // The provider's code, as the account's health records it.
+            let code = detail.as_deref().and_then(authkeep_db::error_code);
+            match reason {
+                LoginReason::NoSession => (StatusCode::NOT_FOUND, "not_found", None),
+                LoginReason::SessionEnded => (StatusCode::CONFLICT, "session_dead", code),
+                LoginReason::InteractionRequired => {
+                    (StatusCode::CONFLICT, "interaction_required", code)
+                }
+                _ => (StatusCode::CONFLICT, "login_required", None),
             }
-            _ => (StatusCode::CONFLICT, "login_required", None),
-        },
+        }
         Error::RefreshFailed { class, failure, .. } => {
             let code = failure
                 .code
@@ -276,6 +287,7 @@ fn keeper_error(key: &SessionKey, error: &Error, now: Timestamp) -> ApiError {
         },
     };
     let mut api = ApiError::new(status, class, message);
+    api.code = code;
     if let Error::RetryAfter { until, .. } = error {
         api.retry_after = Some(until.duration_since(now).as_secs());
     }

@@ -46,5 +46,5 @@ pub use accounts::{
     AccountFilter, AccountLogin, AccountSummary, Claim, Imported, NamedClient, NewClient,
 };
 pub use error::DbError;
-pub use schedule::{AccountState, Schedule};
+pub use schedule::{AccountState, Schedule, error_code};
 pub use store::{DEFAULT_LEASE_TTL, DbGuard, DbOptions, DbStore};

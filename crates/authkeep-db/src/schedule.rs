@@ -258,7 +258,7 @@ impl Derived {
 /// provider rejected its refresh token: invalid_grant (HTTP 400): …") has it
 /// after its first ": ", which is tried when the start has no code; nothing
 /// later is, as that is the provider's own text.
-pub(crate) fn error_code(message: &str) -> Option<String> {
+pub fn error_code(message: &str) -> Option<String> {
     code_at_start(message).or_else(|| {
         message
             .split_once(": ")

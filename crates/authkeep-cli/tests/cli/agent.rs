@@ -632,8 +632,9 @@ fn an_outage_makes_nobody_need_a_login_and_a_revoked_grant_only_its_account() {
     assert_eq!(s.account("b")["last_error"]["code"], "invalid_grant");
     let (status, body) = agent.get("/v1/accounts/b/token").unwrap();
     assert_eq!(
-        (status, body["error"]["class"].clone()),
-        (409, json!("session_dead"))
+        (status, &body["error"]["class"], &body["error"]["code"]),
+        (409, &json!("session_dead"), &json!("invalid_grant")),
+        "{body}"
     );
     wait_until("a and c to refresh again", WAIT, || {
         ["a", "c"]
