@@ -654,9 +654,6 @@ impl DbStore {
         let Done::Claimed(rows) = rows else {
             return Err(self.unexpected("claiming due accounts"));
         };
-        let adopt_until = taken
-            .checked_add(inner.options.lease_ttl / 3)
-            .unwrap_or(taken);
         let mut claims = Vec::with_capacity(rows.len());
         let mut corrupt = None;
         for (id, due_at, row) in rows {
@@ -674,7 +671,6 @@ impl DbStore {
                         Claimed {
                             lease_id,
                             taken,
-                            adopt_until,
                             row: Box::new(row),
                         },
                     );

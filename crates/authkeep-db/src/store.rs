@@ -186,7 +186,6 @@ pub(crate) struct Claimed {
     pub lease_id: i64,
     /// No later than the claim took the lease.
     pub taken: Instant,
-    pub adopt_until: Instant,
     pub row: Box<LoadedRow>,
 }
 
@@ -601,7 +600,7 @@ impl DbStore {
     async fn take_lease(&self, key: &SessionKey) -> Result<Option<DbGuard>, DbError> {
         let claimed = self.claimed().remove(key);
         if let Some(claimed) = claimed {
-            if Instant::now() < claimed.adopt_until {
+            if claimed.taken.elapsed() < self.inner.options.lease_ttl / 3 {
                 return Ok(Some(self.guard_for(
                     key,
                     claimed.lease_id,

@@ -228,7 +228,14 @@ impl Sealer for AnySealer {
 /// The keys that open the store: the key file's, or the keyring's current key
 /// and, while a rekey is unfinished, the next one (then the current key for
 /// writing is the next one, so an interrupted rekey goes on where it stopped).
-fn load_keys(source: &KeySource, vault_namespace: &str) -> Result<Encrypting, String> {
+fn load_keys(
+    source: &KeySource,
+    #[cfg_attr(
+        not(feature = "keyring"),
+        expect(unused_variables, reason = "only the keyring is named")
+    )]
+    vault_namespace: &str,
+) -> Result<Encrypting, String> {
     match source {
         KeySource::File(path) => StoreKey::read_file(path)
             .map(Encrypting::new)
@@ -263,10 +270,7 @@ fn load_keys(source: &KeySource, vault_namespace: &str) -> Result<Encrypting, St
             }
         }
         #[cfg(not(feature = "keyring"))]
-        KeySource::Keyring => {
-            let _ = vault_namespace;
-            Err(format!("{NO_KEYRING}; give a key file instead"))
-        }
+        KeySource::Keyring => Err(format!("{NO_KEYRING}; give a key file instead")),
     }
 }
 
